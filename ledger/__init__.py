@@ -1,0 +1,3 @@
+"""Tamper-evident ledger core: pure library (no framework imports); built out by its own issue."""
+
+__all__: list[str] = []

@@ -1,0 +1,236 @@
+"""``dsnode`` command line. Every command takes ``--home`` (or ``DSNODE_HOME``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from node.errors import NodeError
+from node.identity import Principal
+from node.manifest import LicenseRequest, Manifest
+from node.runtime import Node, init_home
+from node.service import dataset_json, license_json
+from node.settings import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(help="dsnode: a trusted data-space node.", no_args_is_help=True, add_completion=False)
+participant_app = typer.Typer(help="Register and list participants.", no_args_is_help=True)
+dataset_app = typer.Typer(help="Publish and list datasets.", no_args_is_help=True)
+license_app = typer.Typer(help="Grant, list and revoke licences.", no_args_is_help=True)
+app.add_typer(participant_app, name="participant")
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(license_app, name="license")
+
+console = Console()
+err = Console(stderr=True)
+
+Home = Annotated[Path | None, typer.Option("--home", envvar="DSNODE_HOME", help="Node home directory.")]
+Token = Annotated[str, typer.Option("--token", envvar="DSNODE_TOKEN", help="Your API token.")]
+
+
+@contextmanager
+def _node(home: Path | None, **overrides: Any) -> Iterator[Node]:
+    node = Node.open(Settings.load(home=home, **overrides))
+    try:
+        yield node
+    finally:
+        node.close()
+
+
+def _run(fn: Callable[[], None]) -> None:
+    """Run a command body, turning refusals into one clear line and an exit code."""
+    try:
+        fn()
+    except NodeError as exc:
+        err.print(f"[red]error[/] [{exc.code}] {exc.message}")
+        raise typer.Exit(2) from None
+    except (FileNotFoundError, FileExistsError, PermissionError, ValueError) as exc:
+        err.print(f"[red]error[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _me(node: Node, token: str) -> Principal:
+    return node.service.authenticate(token)
+
+
+@app.command()
+def init(home: Home = None) -> None:
+    """Create a node home: config, Ed25519 key (0600), database, data dir and the first operator."""
+
+    def body() -> None:
+        settings = Settings.load(home=home)
+        result = init_home(settings)
+        console.print(f"node home     {settings.home}")
+        console.print(f"node key      ed25519:{result.public_key}")
+        console.print(f"operator      {result.operator_id}")
+        console.print(f"token         {result.operator_token}   [dim](shown once: store it now)[/]")
+
+    _run(body)
+
+
+@app.command()
+def serve(
+    home: Home = None,
+    http_port: Annotated[int | None, typer.Option(help="HTTP port (0 = any free).")] = None,
+    flight_port: Annotated[int | None, typer.Option(help="Flight port (0 = any free).")] = None,
+) -> None:
+    """Serve the HTTP control plane and the Flight data plane until interrupted."""
+
+    def body() -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        with _node(home, http_port=http_port, flight_port=flight_port) as node:
+            hp, fp = node.start_http(), node.start_flight()
+            console.print(f"HTTP   http://{node.settings.http_host}:{hp}  (OpenAPI at /docs)")
+            console.print(f"Flight grpc://{node.settings.flight_host}:{fp}")
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            stop.wait()
+            console.print("stopping")
+
+    _run(body)
+
+
+@app.command()
+def demo(
+    home: Annotated[Path | None, typer.Option("--home", help="Keep the demo's node home here (must not exist).")]
+    = None,
+    rows: Annotated[int, typer.Option(min=100, help="Sample rows to generate.")] = 20_000,
+) -> None:
+    """Run the whole flow on generated sample data and print a summary."""
+    from node.demo import run_demo
+
+    _run(lambda: run_demo(home, rows, console) and None)
+
+
+@participant_app.command("create")
+def participant_create(
+    name: str, role: Annotated[str, typer.Option(help="operator | provider | buyer | exchange")],
+    token: Token, home: Home = None,
+) -> None:
+    """Register a participant; prints its token once."""
+
+    def body() -> None:
+        with _node(home) as node:
+            created = node.service.create_participant(_me(node, token), name, role)
+            console.print_json(json.dumps({"id": created.participant.id, "name": name, "role": role,
+                                           "token": created.token}))
+
+    _run(body)
+
+
+@participant_app.command("list")
+def participant_list(token: Token, home: Home = None) -> None:
+    def body() -> None:
+        with _node(home) as node:
+            table = Table("id", "name", "role")
+            for p in node.service.list_participants(_me(node, token)):
+                table.add_row(p.id, p.name, p.role)
+            console.print(table)
+
+    _run(body)
+
+
+@dataset_app.command("publish")
+def dataset_publish(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Parquet or CSV file.")],
+    manifest: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Manifest JSON file.")],
+    token: Token, home: Home = None,
+) -> None:
+    """Publish a file as a dataset (stored as Parquet)."""
+
+    def body() -> None:
+        fmt = "parquet" if file.read_bytes()[:4] == b"PAR1" else "csv"
+        parsed = Manifest.from_json(json.loads(manifest.read_text(encoding="utf-8")))
+        with _node(home) as node, console.status(f"publishing {file.name}"):
+            ds = node.service.publish_dataset(_me(node, token), file, fmt, parsed)
+        console.print_json(json.dumps(dataset_json(ds), ensure_ascii=False))
+
+    _run(body)
+
+
+@dataset_app.command("list")
+def dataset_list(token: Token, home: Home = None) -> None:
+    def body() -> None:
+        with _node(home) as node:
+            table = Table("id", "name", "title", "rows", "owner")
+            for ds in node.service.list_datasets(_me(node, token), limit=1000):
+                table.add_row(ds.id, ds.name, ds.title, f"{ds.num_rows:,}", ds.owner_id)
+            console.print(table)
+
+    _run(body)
+
+
+@license_app.command("grant")
+def license_grant(
+    dataset: str, buyer: str, token: Token, home: Home = None,
+    mode: Annotated[str, typer.Option(help="rows | aggregate | model")] = "rows",
+    columns: Annotated[str | None, typer.Option(help="Comma-separated columns (default: all).")] = None,
+    days: Annotated[int | None, typer.Option(min=1, help="Expires after this many days.")] = None,
+    purpose: Annotated[str, typer.Option(help="Declared purpose, kept in the terms.")] = "",
+) -> None:
+    """Grant a licence on one of your datasets."""
+
+    def body() -> None:
+        now = datetime.now(UTC)
+        request = LicenseRequest.from_json({
+            "dataset": dataset, "buyer": buyer, "mode": mode,
+            "columns": columns.split(",") if columns else None,
+            "expires_at": (now + timedelta(days=days)).isoformat() if days else None,
+            "terms": {"purpose": purpose} if purpose else {},
+        }, now)
+        with _node(home) as node:
+            lic = node.service.grant_license(_me(node, token), request)
+        console.print_json(json.dumps(license_json(lic)))
+
+    _run(body)
+
+
+@license_app.command("revoke")
+def license_revoke(
+    license_id: str, token: Token, home: Home = None,
+    reason: Annotated[str, typer.Option(help="Recorded with the revocation.")] = "",
+) -> None:
+    """Revoke a licence; streams under it stop at their next batch."""
+
+    def body() -> None:
+        with _node(home) as node:
+            lic = node.service.revoke_license(_me(node, token), license_id, reason)
+        console.print_json(json.dumps(license_json(lic)))
+
+    _run(body)
+
+
+@license_app.command("list")
+def license_list(token: Token, home: Home = None, dataset: str | None = None) -> None:
+    def body() -> None:
+        with _node(home) as node:
+            table = Table("id", "dataset", "buyer", "mode", "expires", "revoked")
+            for lic in node.service.list_licenses(_me(node, token), dataset):
+                table.add_row(lic.id, lic.dataset_id, lic.buyer_id, lic.mode,
+                              lic.expires_at.isoformat() if lic.expires_at else "-",
+                              lic.revoked_at.isoformat() if lic.revoked_at else "-")
+            console.print(table)
+
+    _run(body)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

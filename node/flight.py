@@ -1,0 +1,217 @@
+"""The Arrow Flight data plane.
+
+Every call is authenticated by :class:`_AuthFactory` (``authorization: Bearer <token>``, or the Basic→Bearer
+handshake ADBC drivers use) and authorized through the node's one :meth:`Authorizer.authorize`. Every handler is
+wrapped by :func:`_guard`, the single place where node errors become Flight errors; the stable error code travels
+in ``extra_info``. Unknown exceptions are logged with a request id and returned without their text, because
+pyarrow would otherwise send exception text and tracebacks to the client.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pyarrow as pa
+import pyarrow.flight as fl
+
+from node.authz import Resource
+from node.errors import InvalidArgument, NodeError, NotFound, PermissionDenied, Unauthenticated, Unavailable
+from node.identity import Principal
+from node.models import Dataset
+from node.query import RowsCommand, ScanPlan, plan_rows
+from node.service import schema_from_record
+
+if TYPE_CHECKING:
+    from node.runtime import Node
+
+__all__ = ["FlightServer", "to_flight_error"]
+
+log = logging.getLogger("dsnode.flight")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def to_flight_error(exc: BaseException) -> fl.FlightError:
+    """Map any exception to a Flight error that is safe to send."""
+    if isinstance(exc, fl.FlightError):  # already mapped (e.g. raised inside a stream)
+        return exc
+    if isinstance(exc, NodeError):
+        extra = exc.code.encode()
+        if isinstance(exc, Unauthenticated):
+            return fl.FlightUnauthenticatedError(exc.message, extra_info=extra)
+        if isinstance(exc, PermissionDenied):
+            return fl.FlightUnauthorizedError(exc.message, extra_info=extra)
+        if isinstance(exc, Unavailable):
+            return fl.FlightUnavailableError(exc.message, extra_info=extra)
+        # pyarrow cannot attach extra_info to INVALID_ARGUMENT / NOT_FOUND statuses, so these travel as
+        # FlightServerError; the code in extra_info is the contract (docs/PROTOCOL.md).
+        return fl.FlightServerError(exc.message, extra_info=extra)
+    request_id = uuid.uuid4().hex[:12]
+    log.error("unhandled error in Flight call (request id %s)", request_id, exc_info=exc)
+    return fl.FlightInternalError(f"internal error (request id {request_id})", extra_info=b"internal")
+
+
+def _guard(method: F) -> F:
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except Exception as exc:
+            raise to_flight_error(exc) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _AuthMiddleware(fl.ServerMiddleware):  # type: ignore[misc]
+    def __init__(self, principal: Principal, echo_bearer: str | None) -> None:
+        self.principal = principal
+        self._echo = echo_bearer
+
+    def sending_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self._echo}"} if self._echo else {}
+
+
+class _AuthFactory(fl.ServerMiddlewareFactory):  # type: ignore[misc]
+    """Authenticates every call. ``Basic base64(participant:token)`` (the ADBC / ``authenticate_basic_token``
+    handshake) is answered with ``Bearer <token>`` for the client to reuse."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    @_guard
+    def start_call(self, info: fl.CallInfo, headers: dict[str, list[str]]) -> _AuthMiddleware:
+        values = headers.get("authorization") or headers.get("Authorization") or []
+        if not values:
+            raise Unauthenticated("missing or invalid credentials")
+        scheme, _, credential = values[0].strip().partition(" ")
+        if scheme.lower() == "bearer":
+            return _AuthMiddleware(self._node.service.authenticate(credential.strip()), None)
+        if scheme.lower() == "basic":
+            try:
+                user, _, token = base64.b64decode(credential, validate=True).decode("utf-8").partition(":")
+            except ValueError as exc:
+                raise Unauthenticated("missing or invalid credentials") from exc
+            principal = self._node.service.authenticate(token)
+            if user not in (principal.id, principal.name):
+                raise Unauthenticated("missing or invalid credentials")
+            return _AuthMiddleware(principal, token)
+        raise Unauthenticated("missing or invalid credentials")
+
+
+def _principal(context: fl.ServerCallContext) -> Principal:
+    middleware = context.get_middleware("auth")
+    if middleware is None:  # pragma: no cover - the factory refuses unauthenticated calls first
+        raise Unauthenticated("missing or invalid credentials")
+    principal: Principal = middleware.principal
+    return principal
+
+
+class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
+    """Serves the node's datasets. Started by :meth:`Node.start_flight`; stopped by :meth:`shutdown`."""
+
+    def __init__(self, node: Node) -> None:
+        settings = node.settings
+        location = f"grpc://{settings.flight_host}:{settings.flight_port}"
+        super().__init__(location, middleware={"auth": _AuthFactory(node)})
+        self._node = node
+        self._advertised = settings.flight_advertised_uri or f"grpc://{settings.flight_host}:{self.port}"
+        self._thread = threading.Thread(target=self.serve, name="dsnode-flight", daemon=True)
+        self._thread.start()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self._thread.join(10)
+
+    # ---- planning ------------------------------------------------------------------------------------------
+    def _plan(self, principal: Principal, raw: bytes) -> tuple[RowsCommand, ScanPlan, str]:
+        command = RowsCommand.from_json(raw)
+        authz = self._node.authz
+        state = authz.refresh_license(command.license)
+        authz.authorize(principal.id, "dataset.query", Resource.license(command.license))
+        if state is None or state.dataset_id != command.dataset:
+            raise PermissionDenied("the licence does not cover this dataset")
+        if state.mode != "rows":
+            raise InvalidArgument("this licence does not allow the rows mode", code="mode_not_licensed")
+        with self._node.db.reader() as session:
+            ds = session.get(Dataset, command.dataset)
+        if ds is None:
+            raise NotFound("no such dataset", code="dataset_not_found")
+        plan = plan_rows(command, schema_from_record(ds), state.columns, self._node.settings.max_query_rows)
+        return command, plan, ds.location
+
+    # ---- Flight methods ------------------------------------------------------------------------------------
+    @_guard
+    def list_flights(self, context: fl.ServerCallContext, criteria: bytes) -> Iterator[fl.FlightInfo]:
+        principal = _principal(context)
+        infos = []
+        for lic in self._node.service.list_licenses(principal):
+            if lic.buyer_id != principal.id or lic.mode != "rows":
+                continue
+            if not self._node.authz.allowed(principal.id, "dataset.query", Resource.license(lic.id)):
+                continue
+            command = RowsCommand(license=lic.id, dataset=lic.dataset_id, columns=None)
+            try:
+                _, plan, _ = self._plan(principal, command.to_json())
+            except NodeError:
+                continue
+            infos.append(self._info(command.to_json(), plan, -1))
+        return iter(infos)
+
+    @_guard
+    def get_flight_info(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
+        if descriptor.descriptor_type != fl.DescriptorType.CMD:
+            raise InvalidArgument("use FlightDescriptor.for_command with a JSON command", code="invalid_command")
+        principal = _principal(context)
+        _, plan, _ = self._plan(principal, descriptor.command)
+        return self._info(descriptor.command, plan, -1)
+
+    @_guard
+    def get_schema(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.SchemaResult:
+        if descriptor.descriptor_type != fl.DescriptorType.CMD:
+            raise InvalidArgument("use FlightDescriptor.for_command with a JSON command", code="invalid_command")
+        _, plan, _ = self._plan(_principal(context), descriptor.command)
+        return fl.SchemaResult(plan.schema)
+
+    def _info(self, command: bytes, plan: ScanPlan, rows: int) -> fl.FlightInfo:
+        endpoint = fl.FlightEndpoint(command, [fl.Location(self._advertised)])
+        return fl.FlightInfo(plan.schema, fl.FlightDescriptor.for_command(command), [endpoint], rows, -1)
+
+    @_guard
+    def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
+        principal = _principal(context)
+        command, plan, location = self._plan(principal, ticket.ticket)
+        source = self._node.store.scan_source(location)
+        scanner = source.scanner(columns=plan.columns, filter=plan.filter,
+                                 batch_size=self._node.settings.batch_rows, use_threads=True)
+        return fl.GeneratorStream(plan.schema, self._stream(principal, command, scanner.to_batches(), plan))
+
+    def _stream(
+        self, principal: Principal, command: RowsCommand, batches: Iterator[pa.RecordBatch], plan: ScanPlan
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield batches, re-checking the licence before each one so a revocation stops the stream."""
+        authz = self._node.authz
+        remaining = plan.limit
+        sent = 0
+        try:
+            for batch in batches:
+                if remaining is not None:
+                    if remaining <= 0:
+                        break
+                    if batch.num_rows > remaining:
+                        batch = batch.slice(0, remaining)
+                    remaining -= batch.num_rows
+                if batch.num_rows == 0:
+                    continue
+                authz.refresh_license(command.license)
+                authz.authorize(principal.id, "dataset.query", Resource.license(command.license))
+                sent += batch.num_rows
+                yield batch
+        except Exception as exc:
+            raise to_flight_error(exc) from None
+        log.info("access license=%s dataset=%s buyer=%s rows=%d", command.license, command.dataset,
+                 principal.id, sent)

@@ -1,0 +1,214 @@
+"""The HTTP control plane (FastAPI). OpenAPI at ``/docs``; errors are ``{"error": {"code", "message"}}``.
+
+:func:`create_app` builds the app around an open :class:`~node.runtime.Node`. The exception handlers registered
+here are the only place node errors become HTTP responses.
+"""
+
+
+import json
+import logging
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field
+from sqlalchemy import text
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from node.errors import InvalidArgument, NodeError, PayloadTooLarge, Unavailable
+from node.identity import Principal
+from node.manifest import MODES, LicenseRequest, Manifest
+from node.models import ROLES
+from node.service import dataset_json, license_json
+from node.storage import FileFormat
+
+if TYPE_CHECKING:
+    from node.runtime import Node
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("dsnode.http")
+_PARQUET_MAGIC = b"PAR1"
+_FORM_OVERHEAD = 1 << 20  # multipart boundaries and the manifest field
+
+
+class ParticipantIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    role: Literal["operator", "provider", "buyer", "exchange"]
+
+
+class LicenseIn(BaseModel):
+    dataset: str
+    buyer: str
+    mode: Literal["rows", "aggregate", "model"] = "rows"
+    columns: list[str] | None = None
+    expires_at: datetime | None = None
+    terms: dict[str, Any] = Field(default_factory=dict)
+
+
+class RevokeIn(BaseModel):
+    reason: str = Field(default="", max_length=500)
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def create_app(node: "Node") -> FastAPI:
+    service = node.service
+    settings = node.settings
+    app = FastAPI(title="dsnode", version="0.1.0",
+                  description="Control plane of a trusted data-space node. Data flows over Arrow Flight.")
+    bearer = HTTPBearer(auto_error=False)
+
+    # ---- the one error mapping ----------------------------------------------------------------------------
+    @app.exception_handler(NodeError)
+    async def _node_error(request: Request, exc: NodeError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = sorted({".".join(str(p) for p in err.get("loc", ()) if p != "body") for err in exc.errors()})
+        return _error(400, "invalid_argument", "invalid request fields: " + ", ".join(f or "body" for f in fields))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated"}
+        message = "no such endpoint" if exc.status_code == 404 else "request refused"
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), message)
+
+    @app.exception_handler(Exception)
+    async def _unknown_error(request: Request, exc: Exception) -> JSONResponse:
+        request_id = uuid.uuid4().hex[:12]
+        log.error("unhandled error in %s %s (request id %s)", request.method, request.url.path, request_id,
+                  exc_info=exc)
+        return _error(500, "internal", f"internal error (request id {request_id})")
+
+    def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+        return service.authenticate(creds.credentials if creds else None)
+
+    Caller = Annotated[Principal, Depends(principal)]
+
+    # ---- node ---------------------------------------------------------------------------------------------
+    @app.get("/healthz", tags=["node"])
+    def healthz() -> dict[str, str]:
+        try:
+            with node.db.reader() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:
+            raise Unavailable("database unreachable") from exc
+        return {"status": "ok"}
+
+    @app.get("/v1/node", tags=["node"])
+    def node_info() -> dict[str, Any]:
+        return {"public_key": node.public_key, "modes": list(MODES), "roles": list(ROLES)}
+
+    # ---- participants -------------------------------------------------------------------------------------
+    @app.post("/v1/participants", status_code=201, tags=["participants"])
+    def create_participant(body: ParticipantIn, caller: Caller) -> dict[str, Any]:
+        """Register a participant (operators only). The token is shown in this response only."""
+        created = service.create_participant(caller, body.name, body.role)
+        p = created.participant
+        return {"id": p.id, "name": p.name, "role": p.role, "token": created.token}
+
+    @app.get("/v1/participants", tags=["participants"])
+    def list_participants(caller: Caller) -> list[dict[str, Any]]:
+        return [{"id": p.id, "name": p.name, "role": p.role} for p in service.list_participants(caller)]
+
+    @app.get("/v1/me", tags=["participants"])
+    def me(caller: Caller) -> dict[str, str]:
+        return {"id": caller.id, "name": caller.name, "role": caller.role}
+
+    # ---- datasets -----------------------------------------------------------------------------------------
+    @app.post("/v1/datasets", status_code=201, tags=["datasets"])
+    async def publish_dataset(request: Request, caller: Caller) -> dict[str, Any]:
+        """Publish a dataset: multipart ``file`` (Parquet or CSV) and ``manifest`` (JSON). Stored as Parquet."""
+        limit = settings.max_upload_bytes
+        length = request.headers.get("content-length")
+        if length is None:
+            raise InvalidArgument("send the upload with a Content-Length", code="length_required")
+        if not length.isdigit():
+            raise InvalidArgument("bad Content-Length", code="invalid_argument")
+        if int(length) > limit + _FORM_OVERHEAD:
+            raise PayloadTooLarge(f"the upload is larger than the limit of {limit} bytes")
+        try:
+            form = await request.form(max_files=1, max_fields=2)
+        except Exception as exc:  # starlette raises several types for malformed multipart bodies
+            raise InvalidArgument("the body must be multipart/form-data with 'file' and 'manifest'",
+                                  code="invalid_upload") from exc
+        tmp = node.store.temp_path(".upload")
+        try:
+            upload, raw_manifest = form.get("file"), form.get("manifest")
+            if not isinstance(upload, UploadFile) or not isinstance(raw_manifest, str):
+                raise InvalidArgument("the body must be multipart/form-data with 'file' and 'manifest'",
+                                      code="invalid_upload")
+            try:
+                manifest = Manifest.from_json(json.loads(raw_manifest))
+            except ValueError as exc:
+                raise InvalidArgument("the manifest must be JSON", code="invalid_manifest") from exc
+            size, head = 0, b""
+            with tmp.open("wb") as out:
+                while chunk := await upload.read(1 << 20):
+                    if not head:
+                        head = chunk[:4]
+                    size += len(chunk)
+                    if size > limit:
+                        raise PayloadTooLarge(f"the upload is larger than the limit of {limit} bytes")
+                    out.write(chunk)
+            fmt = _detect_format(upload.filename or "", head)
+            ds = await run_in_threadpool(service.publish_dataset, caller, tmp, fmt, manifest)
+        finally:
+            tmp.unlink(missing_ok=True)
+            await form.close()
+        return dataset_json(ds)
+
+    @app.get("/v1/datasets", tags=["datasets"])
+    def list_datasets(
+        caller: Caller,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        after: str | None = None,
+    ) -> dict[str, Any]:
+        items = [dataset_json(ds) for ds in service.list_datasets(caller, limit=limit, after=after)]
+        return {"items": items, "next": items[-1]["id"] if len(items) == limit else None}
+
+    @app.get("/v1/datasets/{dataset_id}", tags=["datasets"])
+    def get_dataset(dataset_id: str, caller: Caller) -> dict[str, Any]:
+        return dataset_json(service.get_dataset(caller, dataset_id))
+
+    # ---- licences -----------------------------------------------------------------------------------------
+    @app.post("/v1/licenses", status_code=201, tags=["licenses"])
+    def grant_license(body: LicenseIn, caller: Caller) -> dict[str, Any]:
+        """Grant a licence on one of the caller's datasets."""
+        request = LicenseRequest.from_json(body.model_dump(), node.clock())
+        return license_json(service.grant_license(caller, request))
+
+    @app.get("/v1/licenses", tags=["licenses"])
+    def list_licenses(caller: Caller, dataset: str | None = None) -> list[dict[str, Any]]:
+        return [license_json(lic) for lic in service.list_licenses(caller, dataset)]
+
+    @app.get("/v1/licenses/{license_id}", tags=["licenses"])
+    def get_license(license_id: str, caller: Caller) -> dict[str, Any]:
+        return license_json(service.get_license(caller, license_id))
+
+    @app.post("/v1/licenses/{license_id}/revoke", tags=["licenses"])
+    def revoke_license(license_id: str, caller: Caller, body: RevokeIn | None = None) -> dict[str, Any]:
+        return license_json(service.revoke_license(caller, license_id, body.reason if body else ""))
+
+    return app
+
+
+def _detect_format(filename: str, head: bytes) -> FileFormat:
+    if head == _PARQUET_MAGIC:
+        return "parquet"
+    lower = filename.lower()
+    if lower.endswith((".parquet", ".pq")):
+        return "parquet"  # will fail as malformed: the magic bytes are missing
+    if lower.endswith((".csv", ".txt")) or not lower:
+        return "csv"
+    raise InvalidArgument("upload a Parquet or CSV file", code="unsupported_format")

@@ -1,0 +1,119 @@
+"""Typed SQLAlchemy 2 models: the node's persistent state. Schema changes go through Alembic (``node/migrations``).
+
+Times are timezone-aware UTC (stored naive-UTC on SQLite, ``timestamptz`` on PostgreSQL). API tokens are stored only
+as keyed hashes (see ``node.identity``); nothing here holds a secret in clear.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+__all__ = ["ApiToken", "Base", "CasbinRule", "Dataset", "License", "Participant", "ROLES", "utcnow"]
+
+ROLES = ("operator", "provider", "buyer", "exchange")
+MODES = ("rows", "aggregate", "model")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A datetime that is always timezone-aware UTC in Python, whatever the backend keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Participant(Base):
+    __tablename__ = "participants"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    participant_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
+    listed: Mapped[bool] = mapped_column(Boolean, default=True)
+    manifest: Mapped[dict[str, Any]] = mapped_column()
+    schema_fields: Mapped[list[Any]] = mapped_column()
+    arrow_schema: Mapped[str] = mapped_column(Text, doc="base64 of the serialized Arrow schema")
+    location: Mapped[str] = mapped_column(String(500), doc="Parquet file, relative to the data dir")
+    num_rows: Mapped[int] = mapped_column(BigInteger)
+    num_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), doc="SHA-256 of the stored Parquet file")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class License(Base):
+    __tablename__ = "licenses"
+    __table_args__ = (Index("ix_licenses_buyer_dataset", "buyer_id", "dataset_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    buyer_id: Mapped[str] = mapped_column(ForeignKey("participants.id"))
+    granted_by: Mapped[str] = mapped_column(ForeignKey("participants.id"))
+    mode: Mapped[str] = mapped_column(String(20))
+    columns: Mapped[list[Any] | None] = mapped_column(JSON, default=None, doc="allowed columns; null = all")
+    terms: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    revoke_reason: Mapped[str | None] = mapped_column(String(500), default=None)
+
+
+class CasbinRule(Base):
+    """Casbin policy rows (``p``, ``g``, ``g2`` …), persisted beside the state they govern."""
+
+    __tablename__ = "casbin_rule"
+    __table_args__ = (Index("ix_casbin_rule_lookup", "ptype", "v0", "v1", "v2"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ptype: Mapped[str] = mapped_column(String(8))
+    v0: Mapped[str] = mapped_column(String(200), default="")
+    v1: Mapped[str] = mapped_column(String(200), default="")
+    v2: Mapped[str] = mapped_column(String(200), default="")
+    v3: Mapped[str] = mapped_column(String(200), default="")
+    v4: Mapped[str] = mapped_column(String(200), default="")
+    v5: Mapped[str] = mapped_column(String(200), default="")

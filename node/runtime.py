@@ -1,0 +1,145 @@
+"""The node's lifecycle: create a home (``dsnode init``), open the shared objects once, serve both planes, close.
+
+The CLI, the demo and the tests all build a node the same way: ``Node.open(settings)`` … ``node.close()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import uvicorn
+
+from node.authz import Authorizer, seed_policy
+from node.db import Database
+from node.errors import Unavailable
+from node.keys import create_key, load_key, public_key_hex
+from node.models import utcnow
+from node.service import NodeService
+from node.settings import Settings
+from node.storage import DatasetStore
+
+__all__ = ["InitResult", "Node", "init_home"]
+
+log = logging.getLogger("dsnode")
+
+_CONFIG_TEMPLATE = """\
+# dsnode configuration. Every key can also be set as an environment variable DSNODE_<KEY>;
+# see docs/CONFIGURATION.md for the full list.
+[node]
+environment = "dev"
+http_host = "127.0.0.1"
+http_port = 8000
+flight_host = "127.0.0.1"
+flight_port = 8815
+# database_url = "postgresql+psycopg://dsnode@127.0.0.1:5432/dsnode"
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class InitResult:
+    operator_id: str
+    operator_token: str
+    public_key: str
+
+
+def init_home(settings: Settings, operator_name: str = "operator") -> InitResult:
+    """Create config, 0600 Ed25519 key, database (migrated, base policy seeded), data dir and the first
+    operator. Refuses a home that already holds a key, so an existing node is never overwritten."""
+    home = settings.home
+    if settings.key_path.exists():
+        raise FileExistsError(f"{home} is already a node home; use another --home or remove it first")
+    home.mkdir(parents=True, exist_ok=True)
+    os.chmod(home, 0o700)
+    if not settings.config_path.exists():
+        settings.config_path.write_text(_CONFIG_TEMPLATE, encoding="utf-8")
+    key = create_key(settings.key_path)
+    DatasetStore(settings.data_dir).ensure_dirs()
+    db = Database(settings.db_url)
+    try:
+        db.migrate()
+        with db.transaction() as session:
+            seed_policy(session)
+        authz = Authorizer(db.sessions)
+        authz.load()
+        service = NodeService(db, authz, DatasetStore(settings.data_dir),
+                              settings.token_pepper.get_secret_value().encode())
+        created = service.create_participant(None, operator_name, "operator")
+    finally:
+        db.close()
+    return InitResult(created.participant.id, created.token, public_key_hex(key))
+
+
+class Node:
+    """One node: database, authorizer, store, key and services, opened once and shared by both planes."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], datetime] = utcnow) -> None:
+        if not settings.key_path.exists():
+            raise FileNotFoundError(f"{settings.home} is not a node home; run: dsnode init --home {settings.home}")
+        self.settings = settings
+        self.clock = clock
+        self.key = load_key(settings.key_path)
+        self.db = Database(settings.db_url)
+        self.db.migrate()
+        self.store = DatasetStore(settings.data_dir, settings.batch_rows)
+        self.store.ensure_dirs()
+        self.authz = Authorizer(self.db.sessions, clock)
+        self.authz.load()
+        self.service = NodeService(self.db, self.authz, self.store,
+                                   settings.token_pepper.get_secret_value().encode(), clock)
+        self._servers: list[Callable[[], None]] = []
+
+    @classmethod
+    def open(cls, settings: Settings, clock: Callable[[], datetime] = utcnow) -> Node:
+        return cls(settings, clock)
+
+    @property
+    def public_key(self) -> str:
+        return public_key_hex(self.key)
+
+    # ---- serving -------------------------------------------------------------------------------------------
+    def start_flight(self) -> int:
+        """Start the Flight plane in background threads; returns the bound port."""
+        from node.flight import FlightServer
+
+        server = FlightServer(self)
+        self._servers.append(server.shutdown)
+        return server.port
+
+    def start_http(self) -> int:
+        """Start the HTTP plane (uvicorn) in a background thread; returns the bound port."""
+        from node.http import create_app
+
+        config = uvicorn.Config(create_app(self), host=self.settings.http_host, port=self.settings.http_port,
+                                log_level="warning", lifespan="off")
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, name="dsnode-http", daemon=True)
+        thread.start()
+        while not server.started:
+            if not thread.is_alive():
+                raise Unavailable("the HTTP server could not start (is the port taken?)")
+            thread.join(0.01)
+        port: int = server.servers[0].sockets[0].getsockname()[1]
+
+        def stop() -> None:
+            server.should_exit = True
+            thread.join(10)
+
+        self._servers.append(stop)
+        return port
+
+    def close(self) -> None:
+        for stop in reversed(self._servers):
+            stop()
+        self._servers.clear()
+        self.db.close()
+
+    def __enter__(self) -> Node:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,274 @@
+"""The node's domain operations, shared by the HTTP plane, the Flight plane and the CLI.
+
+Every operation takes the acting :class:`~node.identity.Principal`, calls :meth:`Authorizer.authorize` first, and
+commits its state change in one transaction (policy links included). On any failure nothing is left behind: no
+row, no file.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+
+from node.authz import Authorizer, Resource
+from node.db import Database
+from node.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
+from node.identity import Principal, authenticate, hash_token, new_id, new_token
+from node.manifest import LicenseRequest, Manifest
+from node.models import ROLES, ApiToken, Dataset, License, Participant, utcnow
+from node.storage import DatasetStore, FileFormat
+
+__all__ = ["NodeService", "NewParticipant", "dataset_json", "license_json", "schema_from_record"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewParticipant:
+    participant: Participant
+    token: str
+
+
+def schema_from_record(ds: Dataset) -> pa.Schema:
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(ds.arrow_schema)))
+
+
+def dataset_json(ds: Dataset) -> dict[str, Any]:
+    return {
+        "id": ds.id,
+        "name": ds.name,
+        "title": ds.title,
+        "owner": ds.owner_id,
+        "listed": ds.listed,
+        "manifest": ds.manifest,
+        "schema": ds.schema_fields,
+        "num_rows": ds.num_rows,
+        "num_bytes": ds.num_bytes,
+        "sha256": ds.sha256,
+        "created_at": ds.created_at.isoformat(),
+    }
+
+
+def license_json(lic: License) -> dict[str, Any]:
+    return {
+        "id": lic.id,
+        "dataset": lic.dataset_id,
+        "buyer": lic.buyer_id,
+        "granted_by": lic.granted_by,
+        "mode": lic.mode,
+        "columns": lic.columns,
+        "terms": lic.terms,
+        "created_at": lic.created_at.isoformat(),
+        "expires_at": lic.expires_at.isoformat() if lic.expires_at else None,
+        "revoked_at": lic.revoked_at.isoformat() if lic.revoked_at else None,
+        "revoke_reason": lic.revoke_reason,
+    }
+
+
+class NodeService:
+    def __init__(
+        self,
+        db: Database,
+        authz: Authorizer,
+        store: DatasetStore,
+        pepper: bytes,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.authz = authz
+        self.store = store
+        self._pepper = pepper
+        self._clock = clock
+
+    # ---- identity ------------------------------------------------------------------------------------------
+    def authenticate(self, token: str | None) -> Principal:
+        with self.db.reader() as session:
+            return authenticate(session, self._pepper, token, self._clock())
+
+    def create_participant(
+        self, actor: Principal | None, name: str, role: str, token_expires_at: datetime | None = None
+    ) -> NewParticipant:
+        """Register a participant and issue its first token. ``actor=None`` is the local bootstrap done by
+        ``dsnode init`` (the first operator)."""
+        if actor is not None:
+            self.authz.authorize(actor.id, "participant.create", Resource.node())
+        if role not in ROLES:
+            raise InvalidArgument(f"role must be one of {', '.join(ROLES)}", code="invalid_participant")
+        if not isinstance(name, str) or not 0 < len(name.strip()) <= 200 or name != name.strip():
+            raise InvalidArgument("name must be 1-200 characters without surrounding spaces",
+                                  code="invalid_participant")
+        token = new_token()
+        participant = Participant(id=new_id("p"), name=name, role=role, created_at=self._clock())
+        try:
+            with self.db.transaction() as session:
+                session.add(participant)
+                session.flush()
+                session.add(ApiToken(id=new_id("tok"), participant_id=participant.id,
+                                     token_hash=hash_token(self._pepper, token), created_at=self._clock(),
+                                     expires_at=token_expires_at))
+                self.authz.participant_created(session, participant.id, role)
+        except IntegrityError as exc:
+            raise Conflict("a participant with that name exists", code="participant_exists") from exc
+        return NewParticipant(participant, token)
+
+    def revoke_tokens(self, actor: Principal, participant_id: str) -> int:
+        self.authz.authorize(actor.id, "participant.create", Resource.node())
+        now = self._clock()
+        with self.db.transaction() as session:
+            tokens = session.scalars(
+                select(ApiToken).where(ApiToken.participant_id == participant_id, ApiToken.revoked_at.is_(None))
+            ).all()
+            for tok in tokens:
+                tok.revoked_at = now
+        return len(tokens)
+
+    def list_participants(self, actor: Principal) -> list[Participant]:
+        self.authz.authorize(actor.id, "participant.read", Resource.node())
+        with self.db.reader() as session:
+            return list(session.scalars(select(Participant).order_by(Participant.created_at)))
+
+    # ---- datasets ------------------------------------------------------------------------------------------
+    def publish_dataset(self, actor: Principal, upload: Path, fmt: FileFormat, manifest: Manifest) -> Dataset:
+        """Store the upload as Parquet and record it. The caller owns ``upload`` and deletes it afterwards."""
+        self.authz.authorize(actor.id, "dataset.publish", Resource.node())
+        with self.db.reader() as session:
+            if session.scalar(select(Dataset.id).where(Dataset.name == manifest.name)) is not None:
+                raise Conflict("a dataset with that name exists", code="dataset_exists")
+        dataset_id = new_id("ds")
+        stored = self.store.ingest(upload, fmt, dataset_id)
+        record = Dataset(
+            id=dataset_id,
+            name=manifest.name,
+            title=manifest.title,
+            owner_id=actor.id,
+            listed=manifest.listed,
+            manifest=manifest.to_json(),
+            schema_fields=[{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in stored.schema],
+            arrow_schema=base64.b64encode(stored.schema.serialize().to_pybytes()).decode("ascii"),
+            location=stored.location,
+            num_rows=stored.num_rows,
+            num_bytes=stored.num_bytes,
+            sha256=stored.sha256,
+            created_at=self._clock(),
+        )
+        try:
+            with self.db.transaction() as session:
+                session.add(record)
+                session.flush()
+                self.authz.dataset_published(session, dataset_id, actor.id, manifest.listed)
+        except IntegrityError as exc:
+            self.store.remove(dataset_id)
+            raise Conflict("a dataset with that name exists", code="dataset_exists") from exc
+        except BaseException:
+            self.store.remove(dataset_id)
+            raise
+        return record
+
+    def get_dataset(self, actor: Principal, dataset_id: str) -> Dataset:
+        """A dataset the caller may see; ``not_found`` also when it exists but is hidden from the caller."""
+        if not self.authz.allowed(actor.id, "dataset.read", Resource.dataset(dataset_id)):
+            raise NotFound("no such dataset", code="dataset_not_found")
+        with self.db.reader() as session:
+            ds = session.get(Dataset, dataset_id)
+        if ds is None:
+            raise NotFound("no such dataset", code="dataset_not_found")
+        return ds
+
+    def list_datasets(self, actor: Principal, *, limit: int = 100, after: str | None = None) -> list[Dataset]:
+        """The catalog as the caller may see it, ordered by id, paged by ``after``."""
+        if not 0 < limit <= 1000:
+            raise InvalidArgument("limit must be 1-1000", code="invalid_argument")
+        out: list[Dataset] = []
+        with self.db.reader() as session:
+            query = select(Dataset).order_by(Dataset.id)
+            if actor.role != "operator":
+                licensed = select(License.dataset_id).where(License.buyer_id == actor.id)
+                query = query.where(or_(Dataset.listed, Dataset.owner_id == actor.id, Dataset.id.in_(licensed)))
+            if after:
+                query = query.where(Dataset.id > after)
+            for ds in session.scalars(query.limit(limit * 2 + 10)):
+                if self.authz.allowed(actor.id, "dataset.read", Resource.dataset(ds.id)):
+                    out.append(ds)
+                    if len(out) == limit:
+                        break
+        return out
+
+    # ---- licences ------------------------------------------------------------------------------------------
+    def grant_license(self, actor: Principal, request: LicenseRequest) -> License:
+        self.authz.authorize(actor.id, "license.grant", Resource.dataset(request.dataset))
+        with self.db.reader() as session:
+            ds = session.get(Dataset, request.dataset)
+            buyer = session.get(Participant, request.buyer)
+        if ds is None:
+            raise NotFound("no such dataset", code="dataset_not_found")
+        if buyer is None or buyer.role not in ("buyer",):
+            raise InvalidArgument("the buyer must be a registered participant with role buyer",
+                                  code="invalid_license")
+        if request.columns is not None:
+            names = {f["name"] for f in ds.schema_fields}
+            if not set(request.columns) <= names:
+                raise InvalidArgument("the licence names a column the dataset does not have",
+                                      code="unknown_column")
+        lic = License(
+            id=new_id("lic"),
+            dataset_id=ds.id,
+            buyer_id=buyer.id,
+            granted_by=actor.id,
+            mode=request.mode,
+            columns=list(request.columns) if request.columns is not None else None,
+            terms=request.terms,
+            created_at=self._clock(),
+            expires_at=request.expires_at,
+        )
+        with self.db.transaction() as session:
+            session.add(lic)
+            session.flush()
+            self.authz.license_granted(session, lic, ds.owner_id)
+        return lic
+
+    def get_license(self, actor: Principal, license_id: str) -> License:
+        if not self.authz.allowed(actor.id, "license.read", Resource.license(license_id)):
+            raise NotFound("no such licence", code="license_not_found")
+        with self.db.reader() as session:
+            lic = session.get(License, license_id)
+        if lic is None:
+            raise NotFound("no such licence", code="license_not_found")
+        return lic
+
+    def list_licenses(self, actor: Principal, dataset_id: str | None = None) -> list[License]:
+        with self.db.reader() as session:
+            query = select(License).order_by(License.created_at)
+            if dataset_id:
+                query = query.where(License.dataset_id == dataset_id)
+            if actor.role != "operator":
+                owned = select(Dataset.id).where(Dataset.owner_id == actor.id)
+                query = query.where(or_(License.buyer_id == actor.id, License.dataset_id.in_(owned)))
+            rows = list(session.scalars(query.limit(10_000)))
+        return [lic for lic in rows if self.authz.allowed(actor.id, "license.read", Resource.license(lic.id))]
+
+    def revoke_license(self, actor: Principal, license_id: str, reason: str = "") -> License:
+        """Revoke now; streams under this licence stop at their next batch. Revoking twice is ``conflict``."""
+        self.get_license(actor, license_id)
+        self.authz.authorize(actor.id, "license.revoke", Resource.license(license_id))
+        if len(reason) > 500:
+            raise InvalidArgument("reason must be at most 500 characters", code="invalid_argument")
+        with self.db.transaction() as session:
+            lic = session.get(License, license_id, with_for_update=True)
+            if lic is None:
+                raise NotFound("no such licence", code="license_not_found")
+            if lic.revoked_at is not None:
+                raise Conflict("the licence is already revoked", code="license_already_revoked")
+            lic.revoked_at = self._clock()
+            lic.revoked_by = actor.id
+            lic.revoke_reason = reason or None
+            owner = session.scalar(select(Dataset.owner_id).where(Dataset.id == lic.dataset_id))
+            if owner is None:  # pragma: no cover - foreign key guarantees it
+                raise PermissionDenied("not allowed")
+            self.authz.license_revoked(session, lic, owner)
+        return lic

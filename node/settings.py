@@ -1,0 +1,121 @@
+"""The node's one settings object.
+
+Precedence, highest first: explicit arguments (CLI flags), environment variables prefixed ``DSNODE_``,
+the node home's ``config.toml``, defaults. The home itself comes from ``--home`` / ``DSNODE_HOME``.
+Build it once in an entry point with :meth:`Settings.load` and pass it down; nothing else reads the environment.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = ["CONFIG_FILE", "DEFAULT_HOME", "Settings"]
+
+CONFIG_FILE = "config.toml"
+DEFAULT_HOME = Path.home() / ".dsnode"
+
+
+class _HomeConfigFile(PydanticBaseSettingsSource):
+    """Reads ``<home>/config.toml``, where home is resolved from the higher-priority sources."""
+
+    def __init__(self, settings_cls: type[BaseSettings], *higher: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._higher = higher
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        home: Any = None
+        for source in self._higher:
+            home = source().get("home") or home
+            if home:
+                break
+        path = Path(home or DEFAULT_HOME).expanduser() / CONFIG_FILE
+        if not path.is_file():
+            return {}
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+        node = data.get("node", data)
+        return {k: v for k, v in node.items() if k in self.settings_cls.model_fields and k != "home"}
+
+
+class Settings(BaseSettings):
+    """Everything configurable about a node. Sizes are bytes, durations seconds, ports TCP ports (0 = any free)."""
+
+    model_config = SettingsConfigDict(env_prefix="DSNODE_", extra="ignore", frozen=True)
+
+    home: Path = Field(default=DEFAULT_HOME, description="Node home: config, key, SQLite database, data dir.")
+    environment: Literal["dev", "prod"] = Field(default="dev", description="`prod` refuses placeholder secrets.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default is SQLite at <home>/dsnode.db. PostgreSQL: "
+        "postgresql+psycopg://user@host:5432/db"
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    flight_host: str = "127.0.0.1"
+    flight_port: int = Field(default=8815, ge=0, le=65535)
+    flight_advertised_uri: str | None = Field(
+        default=None, description="Location put in FlightEndpoints; default grpc://flight_host:<bound port>."
+    )
+    max_upload_bytes: int = Field(default=1 << 30, gt=0, description="Largest accepted dataset upload.")
+    batch_rows: int = Field(default=65_536, gt=0, description="Rows per streamed Arrow record batch.")
+    max_query_rows: int = Field(default=0, ge=0, description="Hard cap on rows per query; 0 = no cap.")
+    token_pepper: SecretStr = Field(
+        default=SecretStr("dev-pepper-change-me"),
+        description="Secret mixed into API-token hashes (HMAC-SHA256). Must be changed in prod.",
+    )
+    log_level: str = "INFO"
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _HomeConfigFile(settings_cls, init_settings, env_settings))
+
+    @classmethod
+    def load(cls, home: Path | str | None = None, **overrides: Any) -> Settings:
+        """Build settings; ``None`` overrides are ignored so CLI flags left unset do not mask env or file."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if home is not None:
+            given["home"] = Path(home)
+        settings = cls(**given)
+        settings.check_secrets()
+        return settings
+
+    def check_secrets(self) -> None:
+        """Refuse to run in prod with the shipped placeholder secrets."""
+        if self.environment == "prod" and "change-me" in self.token_pepper.get_secret_value():
+            raise ValueError("DSNODE_TOKEN_PEPPER still has its placeholder value; set a random secret for prod")
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'dsnode.db'}"
+
+    @property
+    def key_path(self) -> Path:
+        return self.home / "node_key.pem"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILE
