@@ -115,7 +115,7 @@ class Node:
         from node.http import create_app
 
         config = uvicorn.Config(create_app(self), host=self.settings.http_host, port=self.settings.http_port,
-                                log_level="warning", lifespan="off")
+                                log_level="warning", lifespan="off", log_config=None)
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name="dsnode-http", daemon=True)
         thread.start()

@@ -11,6 +11,7 @@ granting a licence adds three links incrementally (no policy reload).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -207,7 +208,7 @@ class _Enforcer(casbin.Enforcer):  # type: ignore[misc]
         super().__init__(model_path, adapter)
         self.enable_auto_save(False)
         # Casbin logs every denial at WARNING through the root logger; denials are expected traffic here.
-        self.logger.disabled = True
+        self.logger.setLevel(logging.ERROR)
         self._local = threading.local()
         model = self.get_model()
         for ptype, assertion in model["g"].items():
