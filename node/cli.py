@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from node.errors import NodeError
@@ -23,6 +23,7 @@ from node.manifest import LicenseRequest, Manifest
 from node.runtime import Node, init_home
 from node.service import dataset_json, license_json
 from node.settings import Settings
+from node.storage import FileFormat
 
 __all__ = ["app", "main"]
 
@@ -55,10 +56,10 @@ def _run(fn: Callable[[], None]) -> None:
     try:
         fn()
     except NodeError as exc:
-        err.print(f"[red]error[/] [{exc.code}] {exc.message}")
+        err.print(f"[red]error[/] {escape(f'[{exc.code}]')} {escape(exc.message)}")
         raise typer.Exit(2) from None
     except (FileNotFoundError, FileExistsError, PermissionError, ValueError) as exc:
-        err.print(f"[red]error[/] {exc}")
+        err.print(f"[red]error[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
 
 
@@ -113,7 +114,10 @@ def demo(
     """Run the whole flow on generated sample data and print a summary."""
     from node.demo import run_demo
 
-    _run(lambda: run_demo(home, rows, console) and None)
+    def body() -> None:
+        run_demo(home, rows, console)
+
+    _run(body)
 
 
 @participant_app.command("create")
@@ -153,7 +157,8 @@ def dataset_publish(
     """Publish a file as a dataset (stored as Parquet)."""
 
     def body() -> None:
-        fmt = "parquet" if file.read_bytes()[:4] == b"PAR1" else "csv"
+        with file.open("rb") as fh:
+            fmt: FileFormat = "parquet" if fh.read(4) == b"PAR1" else "csv"
         parsed = Manifest.from_json(json.loads(manifest.read_text(encoding="utf-8")))
         with _node(home) as node, console.status(f"publishing {file.name}"):
             ds = node.service.publish_dataset(_me(node, token), file, fmt, parsed)
@@ -233,4 +238,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -16,7 +16,7 @@ from node.models import ApiToken, Participant
 
 __all__ = ["TOKEN_PREFIX", "Principal", "authenticate", "hash_token", "new_id", "new_token"]
 
-TOKEN_PREFIX = "dsn_"
+TOKEN_PREFIX = "dsn_"  # noqa: S105 - a public prefix, not a secret
 _MAX_TOKEN_LEN = 200
 
 

@@ -108,7 +108,8 @@ class Node:
 
         server = FlightServer(self)
         self._servers.append(server.shutdown)
-        return server.port
+        port: int = server.port
+        return port
 
     def start_http(self) -> int:
         """Start the HTTP plane (uvicorn) in a background thread; returns the bound port."""

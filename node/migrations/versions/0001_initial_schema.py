@@ -1,12 +1,11 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises: (none)
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 revision = '0001'
 down_revision = None
@@ -15,7 +14,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    
+
     op.create_table('casbin_rule',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('ptype', sa.String(length=8), nullable=False),
@@ -95,11 +94,11 @@ def upgrade() -> None:
         batch_op.create_index('ix_licenses_buyer_dataset', ['buyer_id', 'dataset_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_licenses_dataset_id'), ['dataset_id'], unique=False)
 
-    
+
 
 
 def downgrade() -> None:
-    
+
     with op.batch_alter_table('licenses', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_licenses_dataset_id'))
         batch_op.drop_index('ix_licenses_buyer_dataset')
@@ -118,4 +117,4 @@ def downgrade() -> None:
         batch_op.drop_index('ix_casbin_rule_lookup')
 
     op.drop_table('casbin_rule')
-    
+

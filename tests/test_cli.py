@@ -1,0 +1,112 @@
+"""The ``dsnode`` CLI as a user runs it: a real subprocess on a real home."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from node.keys import load_key
+from node.settings import Settings
+
+
+def dsnode(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=300)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def _token(output: str) -> str:
+    match = re.search(r"token\s+(dsn_\S+)", output)
+    assert match, output
+    return match.group(1)
+
+
+def test_init_creates_a_home_with_a_private_key(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    out = dsnode("init", "--home", str(home)).stdout
+    assert (home / "config.toml").is_file()
+    assert (home / "dsnode.db").is_file()
+    assert (home / "data" / "datasets").is_dir()
+    key = home / "node_key.pem"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    load_key(key)
+    assert _token(out).startswith("dsn_")
+    again = dsnode("init", "--home", str(home), check=False)
+    assert again.returncode == 1 and "already a node home" in again.stderr
+
+
+def test_a_world_readable_key_is_refused(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    dsnode("init", "--home", str(home))
+    os.chmod(home / "node_key.pem", 0o644)
+    with pytest.raises(PermissionError, match="chmod 600"):
+        load_key(home / "node_key.pem")
+
+
+def test_resource_commands_round_trip(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    op = _token(dsnode("init", "--home", str(home)).stdout)
+    env = {"DSNODE_HOME": str(home)}
+    prov = json.loads(dsnode("participant", "create", "acme", "--role", "provider", "--token", op, env=env).stdout)
+    buyer = json.loads(dsnode("participant", "create", "lab", "--role", "buyer", "--token", op, env=env).stdout)
+    csv = tmp_path / "t.csv"
+    csv.write_text("city,age\n北京,30\n上海,41\n", encoding="utf-8")
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"name": "cities", "title": "Cities"}), encoding="utf-8")
+    ds = json.loads(dsnode("dataset", "publish", str(csv), "--manifest", str(manifest), "--token", prov["token"],
+                           env=env).stdout)
+    assert ds["num_rows"] == 2 and [f["name"] for f in ds["schema"]] == ["city", "age"]
+    lic = json.loads(dsnode("license", "grant", ds["id"], buyer["id"], "--columns", "city", "--days", "7",
+                            "--token", prov["token"], env=env).stdout)
+    assert lic["columns"] == ["city"] and lic["expires_at"]
+    listed = dsnode("license", "list", "--token", buyer["token"], env=env).stdout
+    assert lic["id"] in listed
+    denied = dsnode("license", "revoke", lic["id"], "--token", buyer["token"], env=env, check=False)
+    assert denied.returncode == 2 and "[permission_denied]" in denied.stderr  # the holder may read, not revoke
+    revoked = json.loads(dsnode("license", "revoke", lic["id"], "--token", prov["token"], env=env).stdout)
+    assert revoked["revoked_at"]
+    forged = dsnode("dataset", "list", "--token", "dsn_forged", env=env, check=False)
+    assert forged.returncode == 2 and "unauthenticated" in forged.stderr
+
+
+def test_commands_on_a_missing_home_say_what_to_do(tmp_path: Path) -> None:
+    proc = dsnode("dataset", "list", "--token", "x", "--home", str(tmp_path / "nope"), check=False)
+    assert proc.returncode == 1 and "dsnode init" in proc.stderr
+
+
+def test_demo_runs_end_to_end_and_keeps_its_home(tmp_path: Path) -> None:
+    home = tmp_path / "demo"
+    out = dsnode("demo", "--home", str(home), "--rows", "2000").stdout
+    assert "demo complete" in out
+    for code in ("permission_denied", "unauthenticated", "column_not_licensed", "invalid_filter",
+                 "license_revoked"):
+        assert code in out
+    assert "ALLOWED" not in out
+    assert (home / "dsnode.db").is_file()
+
+
+def test_settings_precedence_flags_over_env_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text("[node]\nhttp_port = 1111\nflight_port = 2222\nbatch_rows = 5\n")
+    monkeypatch.setenv("DSNODE_FLIGHT_PORT", "3333")
+    settings = Settings.load(home=home, batch_rows=7)
+    assert (settings.http_port, settings.flight_port, settings.batch_rows) == (1111, 3333, 7)
+    monkeypatch.setenv("DSNODE_HOME", str(home))
+    assert Settings.load().http_port == 1111
+
+
+def test_prod_refuses_placeholder_secrets(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="DSNODE_TOKEN_PEPPER"):
+        Settings.load(home=tmp_path, environment="prod")
+    assert Settings.load(home=tmp_path, environment="prod", token_pepper="s" * 32).environment == "prod"
