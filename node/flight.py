@@ -67,6 +67,16 @@ def _guard(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _HandshakeOnly(fl.ServerAuthHandler):  # type: ignore[misc]
+    """Accepts the Handshake RPC so the Basic→Bearer exchange done by :class:`_AuthFactory` can answer it."""
+
+    def authenticate(self, outgoing: fl.ServerAuthSender, incoming: fl.ServerAuthReader) -> None:
+        return None
+
+    def is_valid(self, token: bytes) -> str:
+        return ""
+
+
 class _AuthMiddleware(fl.ServerMiddleware):  # type: ignore[misc]
     def __init__(self, principal: Principal, echo_bearer: str | None) -> None:
         self.principal = principal
@@ -92,8 +102,10 @@ class _AuthFactory(fl.ServerMiddlewareFactory):  # type: ignore[misc]
         if scheme.lower() == "bearer":
             return _AuthMiddleware(self._node.service.authenticate(credential.strip()), None)
         if scheme.lower() == "basic":
-            try:
-                user, _, token = base64.b64decode(credential, validate=True).decode("utf-8").partition(":")
+            credential = credential.strip()
+            try:  # Go clients (the ADBC driver) send unpadded base64
+                padded = credential + "=" * (-len(credential) % 4)
+                user, _, token = base64.b64decode(padded, validate=True).decode("utf-8").partition(":")
             except ValueError as exc:
                 raise Unauthenticated("missing or invalid credentials") from exc
             principal = self._node.service.authenticate(token)
@@ -117,7 +129,9 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
     def __init__(self, node: Node) -> None:
         settings = node.settings
         location = f"grpc://{settings.flight_host}:{settings.flight_port}"
-        super().__init__(location, middleware={"auth": _AuthFactory(node)})
+        # The no-op handler only makes the Handshake RPC succeed (without one, gRPC answers UNIMPLEMENTED and
+        # ``authenticate_basic_token`` / ADBC fail); _AuthFactory still authenticates every call.
+        super().__init__(location, auth_handler=_HandshakeOnly(), middleware={"auth": _AuthFactory(node)})
         self._node = node
         self._advertised = settings.flight_advertised_uri or f"grpc://{settings.flight_host}:{self.port}"
         self._thread = threading.Thread(target=self.serve, name="dsnode-flight", daemon=True)
@@ -169,13 +183,6 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
         principal = _principal(context)
         _, plan, _ = self._plan(principal, descriptor.command)
         return self._info(descriptor.command, plan, -1)
-
-    @_guard
-    def get_schema(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.SchemaResult:
-        if descriptor.descriptor_type != fl.DescriptorType.CMD:
-            raise InvalidArgument("use FlightDescriptor.for_command with a JSON command", code="invalid_command")
-        _, plan, _ = self._plan(_principal(context), descriptor.command)
-        return fl.SchemaResult(plan.schema)
 
     def _info(self, command: bytes, plan: ScanPlan, rows: int) -> fl.FlightInfo:
         endpoint = fl.FlightEndpoint(command, [fl.Location(self._advertised)])

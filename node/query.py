@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -50,7 +51,7 @@ class RowsCommand:
         if len(raw) > _MAX_COMMAND_BYTES:
             raise InvalidArgument("the command is too large", code="invalid_command")
         try:
-            obj = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+            obj = json.loads(raw.decode("utf-8"), parse_constant=_non_finite)
         except (UnicodeDecodeError, ValueError) as exc:
             raise InvalidArgument("the command must be a UTF-8 JSON object", code="invalid_command") from exc
         if not isinstance(obj, dict):
@@ -121,9 +122,9 @@ def _compile(f: Filter, typ: pa.DataType) -> pc.Expression:
             raise InvalidArgument(
                 f"'in' takes a non-empty list of at most {_MAX_IN_VALUES} values", code="invalid_filter"
             )
-        values = pa.array([_typed(v, typ) for v in f.value], type=typ)
+        values = _convert(lambda: pa.array([_typed(v, typ) for v in f.value], type=typ))
         return field.isin(values)
-    value = pa.scalar(_typed(f.value, typ), type=typ)
+    value = _convert(lambda: pa.scalar(_typed(f.value, typ), type=typ))
     match f.op:
         case "=":
             return field == value
@@ -138,6 +139,15 @@ def _compile(f: Filter, typ: pa.DataType) -> pc.Expression:
         case ">=":
             return field >= value
     raise InvalidArgument("unknown filter operator", code="invalid_filter")
+
+
+def _convert(build: Callable[[], Any]) -> Any:
+    """Build an Arrow value; a value the column type cannot hold (decimal precision or scale, a nanosecond
+    timestamp out of range, an integer too large for a float) is ``invalid_filter``, not an internal error."""
+    try:
+        return build()
+    except (pa.ArrowException, OverflowError) as exc:
+        raise InvalidArgument("a filter value does not fit its column's type", code="invalid_filter") from exc
 
 
 def _typed(value: Any, typ: pa.DataType) -> Any:
@@ -202,8 +212,15 @@ def _int_range(typ: pa.DataType) -> tuple[int, int]:
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+class _NonFinite:
+    """What ``NaN`` / ``Infinity`` / ``-Infinity`` tokens parse to (they are not JSON, but ``json.dumps`` writes
+    them): no validator accepts it, so as a filter value it is ``invalid_filter`` and elsewhere ``invalid_command``."""
+
+    __slots__ = ()
+
+
+def _non_finite(name: str) -> Any:
+    return _NonFinite()
 
 
 def _identifier(value: Any, what: str) -> str:

@@ -276,18 +276,22 @@ class Authorizer:
         learns only ``permission_denied``.
         """
         sub = _subject(subject)
-        if resource.kind == "license":
-            state = self._licenses.get(resource.id)
-            if state is None:
+        # Under the lock :meth:`_apply` holds, so the licence state and the links are read from one moment: a
+        # revocation applied in between would otherwise show a live state but no link (``permission_denied``
+        # instead of ``license_revoked`` for a stream cut off mid-way).
+        with self._lock:
+            if resource.kind == "license":
+                state = self._licenses.get(resource.id)
+                if state is None:
+                    raise PermissionDenied("not allowed")
+                if action == "dataset.query" and not state.live(self._clock()):
+                    if state.buyer_id == subject:
+                        if state.revoked:
+                            raise PermissionDenied("this licence has been revoked", code="license_revoked")
+                        raise PermissionDenied("this licence has expired", code="license_expired")
+                    raise PermissionDenied("not allowed")
+            if not self._enforcer.enforce(sub, action, resource.key):
                 raise PermissionDenied("not allowed")
-            if action == "dataset.query" and not state.live(self._clock()):
-                if state.buyer_id == subject:
-                    if state.revoked:
-                        raise PermissionDenied("this licence has been revoked", code="license_revoked")
-                    raise PermissionDenied("this licence has expired", code="license_expired")
-                raise PermissionDenied("not allowed")
-        if not self._enforcer.enforce(sub, action, resource.key):
-            raise PermissionDenied("not allowed")
 
     def license(self, license_id: str) -> LicenseState | None:
         return self._licenses.get(license_id)
@@ -306,6 +310,10 @@ class Authorizer:
         fresh = _state(row[0], row[1])
         with self._lock:
             known = self._licenses.get(license_id)
+            if known is not None and known.revoked and not fresh.revoked:
+                # Read before a revocation that this process applied meanwhile; revocation is final, and the
+                # stale state would otherwise be live again in memory with its links already removed.
+                return known
             if known != fresh:
                 ops = _grant_ops(fresh) if known is None else []
                 if fresh.revoked and (known is None or not known.revoked):
