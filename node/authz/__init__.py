@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import casbin
 from casbin import persist
+from casbin.rbac.default_role_manager.role_manager import DomainManager
 from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -214,6 +215,13 @@ class _Enforcer(casbin.Enforcer):  # type: ignore[misc]
         for ptype, assertion in model["g"].items():
             assertion.policy = _IndexedRules(assertion.policy)
             del ptype
+        # pycasbin's domain role manager installs an equality "pattern" matcher by default, which makes every
+        # link insertion scan all roles of its domain (O(n^2) to build a dataset's role graph). Names here are
+        # exact, so matching is switched off and the per-domain managers are rebuilt lazily without it.
+        for rm in self.rm_map.values():
+            if isinstance(rm, DomainManager):
+                rm.matching_func = None
+                rm.rm_map = {}
         by_action = _ByAction(model["p"]["p"].policy, self._local)
         by_action.reindex()
         model["p"]["p"].policy = by_action
@@ -247,10 +255,7 @@ class Authorizer:
                 select(CasbinRule.ptype, CasbinRule.v0, CasbinRule.v1, CasbinRule.v2, CasbinRule.v3)
             ).all()
             rules = [tuple(v for v in row if v) for row in rows]
-            lic_rows = session.execute(
-                select(License, Dataset.owner_id).join(Dataset, Dataset.id == License.dataset_id)
-            ).all()
-            states = [_state(lic, owner) for lic, owner in lic_rows]
+            states = [_state_from_row(row) for row in session.execute(_STATE_QUERY)]
         enforcer = _Enforcer(str(MODEL_PATH), _RowsAdapter(rules))
         with self._lock:
             self._enforcer = enforcer
@@ -300,14 +305,10 @@ class Authorizer:
         """Re-read one licence from the database, so a grant or revocation made by another process counts
         here too (the data plane calls this before each batch it sends)."""
         with self._sessions() as session:
-            row = session.execute(
-                select(License, Dataset.owner_id)
-                .join(Dataset, Dataset.id == License.dataset_id)
-                .where(License.id == license_id)
-            ).first()
+            row = session.execute(_STATE_QUERY.where(License.id == license_id)).first()
         if row is None:
             return None
-        fresh = _state(row[0], row[1])
+        fresh = _state_from_row(row)
         with self._lock:
             known = self._licenses.get(license_id)
             if known is not None and known.revoked and not fresh.revoked:
@@ -396,6 +397,26 @@ def _grant_ops(state: LicenseState) -> list[_Op]:
         ("add", "g2", (_subject(state.owner_id), "owner", lic)),
         ("add", "g2", (_subject(state.buyer_id), "licensee", f"dataset:{state.dataset_id}")),
     ]
+
+
+_STATE_QUERY = select(
+    License.id, License.dataset_id, License.buyer_id, Dataset.owner_id, License.mode, License.columns,
+    License.expires_at, License.revoked_at,
+).join(Dataset, Dataset.id == License.dataset_id)
+
+
+def _state_from_row(row: Any) -> LicenseState:
+    lic_id, dataset_id, buyer_id, owner_id, mode, columns, expires_at, revoked_at = row
+    return LicenseState(
+        id=lic_id,
+        dataset_id=dataset_id,
+        buyer_id=buyer_id,
+        owner_id=owner_id,
+        mode=mode,
+        columns=tuple(columns) if columns is not None else None,
+        expires_at=expires_at,
+        revoked=revoked_at is not None,
+    )
 
 
 def _state(lic: License, owner_id: str) -> LicenseState:
