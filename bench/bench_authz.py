@@ -152,7 +152,6 @@ def run(size: int, decisions: int, grants: int) -> dict[str, float]:
                 stock.add_named_grouping_policy("g2", f"participant:{buyer}", "licensee", f"dataset:ds_{i:06d}")
 
             stock_grant_p = _percentiles(_time(stock_grant, stock_grant_n))
-            del stock
             gc.collect()
 
             naive = casbin.Enforcer(str(_NAIVE_MODEL), _RowsAdapter(
@@ -199,7 +198,7 @@ def main() -> None:
         with console.status(f"{size:,} licences: populating and measuring"):
             r = run(size, args.decisions, args.grants)
 
-        def cell(key: str, scale: float, unit: str) -> str:
+        def cell(key: str, scale: float, unit: str, r: dict[str, float] = r) -> str:
             return f"{r[key + '_p50'] * scale:,.1f} / {r[key + '_p99'] * scale:,.1f} {unit}"
 
         table.add_row(f"{size:,}", "policy load", f"{r['load_s']:.2f} s", "", "", "")
