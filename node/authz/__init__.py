@@ -23,7 +23,7 @@ from typing import Any, Literal
 import casbin
 from casbin import persist
 from casbin.rbac.default_role_manager.role_manager import DomainManager
-from sqlalchemy import delete, event, select
+from sqlalchemy import bindparam, delete, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.errors import NotFound, PermissionDenied
@@ -239,6 +239,7 @@ class Authorizer:
 
     def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime] = utcnow) -> None:
         self._sessions = sessions
+        self._engine = sessions.kw["bind"]
         self._clock = clock
         self._lock = threading.RLock()
         self._licenses: dict[str, LicenseState] = {}
@@ -304,8 +305,8 @@ class Authorizer:
     def refresh_license(self, license_id: str) -> LicenseState | None:
         """Re-read one licence from the database, so a grant or revocation made by another process counts
         here too (the data plane calls this before each batch it sends)."""
-        with self._sessions() as session:
-            row = session.execute(_STATE_QUERY.where(License.id == license_id)).first()
+        with self._engine.connect() as conn:
+            row = conn.execute(_ONE_STATE, {"license_id": license_id}).first()
         if row is None:
             return None
         fresh = _state_from_row(row)
@@ -403,6 +404,9 @@ _STATE_QUERY = select(
     License.id, License.dataset_id, License.buyer_id, Dataset.owner_id, License.mode, License.columns,
     License.expires_at, License.revoked_at,
 ).join(Dataset, Dataset.id == License.dataset_id)
+
+
+_ONE_STATE = _STATE_QUERY.where(License.id == bindparam("license_id"))  # compiled once, cached by SQLAlchemy
 
 
 def _state_from_row(row: Any) -> LicenseState:
