@@ -57,7 +57,7 @@ class DatasetStore:
         self.datasets = data_dir / "datasets"
         self.batch_rows = batch_rows
         self._lock = threading.Lock()
-        self._mapped: dict[str, pa.Table] = {}
+        self._mapped: dict[str, tuple[tuple[int, int, int], pa.Table]] = {}
 
     def ensure_dirs(self) -> None:
         self.tmp.mkdir(parents=True, exist_ok=True)
@@ -125,19 +125,28 @@ class DatasetStore:
         """A scannable dataset over the memory-mapped serving copy (rebuilt from Parquet if it is missing).
 
         The mapping is opened once per dataset and kept: its pages stay mapped between queries, so a scan
-        costs no page faults and no decoding (zero-copy batches straight from the page cache).
+        costs no page faults and no decoding (zero-copy batches straight from the page cache). Files under
+        ``datasets/`` are immutable; editing one in place while the node serves it is unsupported (a file
+        truncated under a running stream faults the process, as with any memory map).
         """
+        parquet_path = self._resolve(location)
+        serving = parquet_path.with_name("serve.arrow")
         with self._lock:
-            table = self._mapped.get(location)
-            if table is None:
-                parquet_path = self._resolve(location)
-                serving = parquet_path.with_name("serve.arrow")
-                if not serving.exists():
-                    tmp = self.temp_path(".arrow")
-                    self._write_serving_copy(parquet_path, tmp)
-                    tmp.rename(serving)
+            if not serving.exists():
+                tmp = self.temp_path(".arrow")
+                self._write_serving_copy(parquet_path, tmp)
+                tmp.rename(serving)
+            st = serving.stat()
+            identity = (st.st_ino, st.st_size, st.st_mtime_ns)
+            cached = self._mapped.get(location)
+            if cached is not None and cached[0] == identity:
+                table = cached[1]
+            else:
+                # A file changed under us (it never should: ingest writes once, then renames) is re-opened
+                # rather than read through a stale mapping.
+                self._mapped.pop(location, None)
                 table = ipc.open_file(pa.memory_map(str(serving))).read_all()
-                self._mapped[location] = table
+                self._mapped[location] = (identity, table)
         return pds.dataset(table)
 
     def _resolve(self, location: str) -> Path:
