@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from sqlalchemy import or_, select
@@ -25,6 +25,8 @@ from node.identity import Principal, authenticate, hash_token, new_id, new_token
 from node.manifest import LicenseRequest, Manifest
 from node.models import ROLES, ApiToken, Dataset, License, Participant, utcnow
 from node.storage import DatasetStore, FileFormat
+
+_Row = TypeVar("_Row", Dataset, License)
 
 __all__ = ["NodeService", "NewParticipant", "dataset_json", "license_json", "schema_from_record"]
 
@@ -162,23 +164,17 @@ class NodeService:
                 session.add(record)
                 session.flush()
                 self.authz.dataset_published(session, dataset_id, actor.id, manifest.listed)
-        except IntegrityError as exc:
+        except BaseException as exc:
             self.store.remove(dataset_id)
-            raise Conflict("a dataset with that name exists", code="dataset_exists") from exc
-        except BaseException:
-            self.store.remove(dataset_id)
+            if isinstance(exc, IntegrityError):  # lost a race for the name
+                raise Conflict("a dataset with that name exists", code="dataset_exists") from exc
             raise
         return record
 
     def get_dataset(self, actor: Principal, dataset_id: str) -> Dataset:
         """A dataset the caller may see; ``not_found`` also when it exists but is hidden from the caller."""
-        if not self.authz.allowed(actor.id, "dataset.read", Resource.dataset(dataset_id)):
-            raise NotFound("no such dataset", code="dataset_not_found")
-        with self.db.reader() as session:
-            ds = session.get(Dataset, dataset_id)
-        if ds is None:
-            raise NotFound("no such dataset", code="dataset_not_found")
-        return ds
+        return self._visible(actor, "dataset.read", Resource.dataset(dataset_id), Dataset,
+                             NotFound("no such dataset", code="dataset_not_found"))
 
     def list_datasets(self, actor: Principal, *, limit: int = 100, after: str | None = None) -> list[Dataset]:
         """The catalog as the caller may see it, ordered by id, paged by ``after``."""
@@ -192,7 +188,7 @@ class NodeService:
                 query = query.where(or_(Dataset.listed, Dataset.owner_id == actor.id, Dataset.id.in_(licensed)))
             if after:
                 query = query.where(Dataset.id > after)
-            for ds in session.scalars(query.limit(limit * 2 + 10)):
+            for ds in session.scalars(query.execution_options(yield_per=500)):
                 if self.authz.allowed(actor.id, "dataset.read", Resource.dataset(ds.id)):
                     out.append(ds)
                     if len(out) == limit:
@@ -233,13 +229,19 @@ class NodeService:
         return lic
 
     def get_license(self, actor: Principal, license_id: str) -> License:
-        if not self.authz.allowed(actor.id, "license.read", Resource.license(license_id)):
-            raise NotFound("no such licence", code="license_not_found")
+        return self._visible(actor, "license.read", Resource.license(license_id), License,
+                             NotFound("no such licence", code="license_not_found"))
+
+    def _visible(self, actor: Principal, action: str, resource: Resource, model: type[_Row], missing: NotFound
+                 ) -> _Row:
+        """Load a row the caller may read; absent and hidden look the same (``missing``) so nothing leaks."""
+        if not self.authz.allowed(actor.id, action, resource):
+            raise missing
         with self.db.reader() as session:
-            lic = session.get(License, license_id)
-        if lic is None:
-            raise NotFound("no such licence", code="license_not_found")
-        return lic
+            row = session.get(model, resource.id)
+        if row is None:
+            raise missing
+        return row
 
     def list_licenses(self, actor: Principal, dataset_id: str | None = None) -> list[License]:
         with self.db.reader() as session:
