@@ -28,6 +28,7 @@ GENESIS_PREV = "00" * 32
 
 KINDS: Mapping[str, frozenset[str]] = {
     "participant.created": frozenset({"participant", "name", "role"}),
+    "participant.tokens_revoked": frozenset({"participant", "tokens"}),
     "dataset.published": frozenset({"dataset", "name", "owner", "sha256", "rows", "bytes", "listed"}),
     "license.granted": frozenset({"license", "dataset", "buyer", "mode", "columns", "expires_at", "terms"}),
     "license.revoked": frozenset({"license", "dataset", "reason"}),

@@ -15,9 +15,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from node.errors import NodeError
+from ledger import LedgerTampered, NoteError, NoteVerifier, Receipt, ReceiptError, verify_receipt
+from node.errors import NodeError, NotFound
 from node.identity import Principal
 from node.manifest import LicenseRequest, Manifest
 from node.runtime import Node, init_home
@@ -31,9 +33,14 @@ app = typer.Typer(help="dsnode: a trusted data-space node.", no_args_is_help=Tru
 participant_app = typer.Typer(help="Register and list participants.", no_args_is_help=True)
 dataset_app = typer.Typer(help="Publish and list datasets.", no_args_is_help=True)
 license_app = typer.Typer(help="Grant, list and revoke licences.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Verify the ledger; print its signed head, entries' proofs; check receipts.",
+                         no_args_is_help=True)
 app.add_typer(participant_app, name="participant")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(license_app, name="license")
+app.add_typer(ledger_app, name="ledger")
+
+TAMPERED_EXIT = 3  # `ledger verify` / `ledger check-receipt`: the record is not what was signed
 
 console = Console()
 err = Console(stderr=True)
@@ -76,6 +83,7 @@ def init(home: Home = None) -> None:
         result = init_home(settings)
         console.print(f"node home     {settings.home}")
         console.print(f"node key      ed25519:{result.public_key}")
+        console.print(f"ledger key    {result.ledger_key}   [dim](verifier key of the signed tree heads)[/]")
         console.print(f"operator      {result.operator_id}")
         console.print(f"token         {result.operator_token}   [dim](shown once: store it now)[/]")
 
@@ -229,6 +237,109 @@ def license_list(token: Token, home: Home = None, dataset: str | None = None) ->
                               lic.expires_at.isoformat() if lic.expires_at else "-",
                               lic.revoked_at.isoformat() if lic.revoked_at else "-")
             console.print(table)
+
+    _run(body)
+
+
+def _verifier(key: str | None) -> NoteVerifier | None:
+    return NoteVerifier.from_key(key) if key else None
+
+
+VerifierKey = Annotated[str | None, typer.Option(
+    "--key", help="Verifier key that signed heads must carry (as printed by `dsnode init`); default: the key "
+    "in the node home.")]
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    home: Home = None,
+    trusted: Annotated[list[Path] | None, typer.Option(
+        "--trusted-head", exists=True, dir_okay=False,
+        help="A signed head saved earlier (`dsnode ledger head --out`); the log must still contain it.")] = None,
+    key: VerifierKey = None,
+) -> None:
+    """Recompute the hash chain, the Merkle tree and every signed head. Exit 0 when intact; exit 3 naming the
+    first bad entry otherwise."""
+
+    def body() -> None:
+        notes = [path.read_text(encoding="utf-8") for path in trusted or []]
+        with _node(home) as node:
+            total = node.ledger.size()
+            with Progress(TextColumn("verifying ledger"), BarColumn(), MofNCompleteColumn(),
+                          TimeRemainingColumn(), console=err, transient=True) as bar:
+                task = bar.add_task("verify", total=total)
+                try:
+                    report = node.ledger.audit(notes, lambda n: bar.update(task, completed=n), _verifier(key))
+                except LedgerTampered as exc:
+                    bar.stop()
+                    err.print(f"[red bold]ledger TAMPERED[/] {escape(str(exc))}")
+                    raise typer.Exit(TAMPERED_EXIT) from None
+            head = node.ledger.checkpoint()
+        console.print(f"[green]ledger intact[/]: {report.size:,} entries, root {report.root.hex()}, "
+                      f"{report.checkpoints} signed heads and {report.trusted} trusted heads verified")
+        console.print(escape(head.note), end="")
+
+    _run(body)
+
+
+@ledger_app.command("head")
+def ledger_head(
+    home: Home = None,
+    out: Annotated[Path | None, typer.Option(help="Also save the signed head here, for a later "
+                                                  "`ledger verify --trusted-head`.")] = None,
+) -> None:
+    """Print the current signed tree head (a C2SP checkpoint note) and the key that verifies it."""
+
+    def body() -> None:
+        with _node(home) as node:
+            head = node.ledger.checkpoint()
+            vkey = node.ledger.verifier.to_key()
+        if out is not None:
+            out.write_text(head.note, encoding="utf-8")
+        console.print(escape(head.note), end="")
+        console.print(f"verifier key: {vkey}", style="dim")
+
+    _run(body)
+
+
+@ledger_app.command("proof")
+def ledger_proof(
+    seq: Annotated[int, typer.Argument(min=0, help="Entry number.")], home: Home = None,
+    out: Annotated[Path | None, typer.Option(help="Write the receipt JSON here.")] = None,
+) -> None:
+    """Print a receipt for entry SEQ: the entry, its inclusion proof and the signed head. Anyone can check it
+    with `dsnode ledger check-receipt FILE --key <verifier key>`, without access to the node."""
+
+    def body() -> None:
+        with _node(home) as node:
+            if seq >= node.ledger.size():
+                raise NotFound("no such ledger entry", code="entry_not_found")
+            receipt = node.ledger.receipt(seq).to_json() | {"verifier_key": node.ledger.verifier.to_key()}
+        text = json.dumps(receipt, ensure_ascii=False, indent=2)
+        if out is not None:
+            out.write_text(text + "\n", encoding="utf-8")
+        console.print_json(text)
+
+    _run(body)
+
+
+@ledger_app.command("check-receipt")
+def ledger_check_receipt(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Receipt JSON.")],
+    key: Annotated[str, typer.Option("--key", help="The node's ledger verifier key, obtained out of band.")],
+) -> None:
+    """Check a receipt offline: the head's signature and the entry's inclusion under it. Exit 0 or 3."""
+
+    def body() -> None:
+        try:
+            receipt = Receipt.from_json(json.loads(file.read_text(encoding="utf-8")))
+            head = verify_receipt(receipt, NoteVerifier.from_key(key))
+        except (ReceiptError, NoteError, ValueError) as exc:
+            err.print(f"[red bold]receipt INVALID[/] {escape(str(exc))}")
+            raise typer.Exit(TAMPERED_EXIT) from None
+        e = receipt.entry
+        console.print(f"[green]receipt valid[/]: entry {e.seq} ({e.kind} {e.subject}) is in {head.origin} "
+                      f"at size {head.size}")
 
     _run(body)
 

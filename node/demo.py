@@ -1,7 +1,8 @@
 """``dsnode demo``: the whole flow on embedded defaults and generated sample data, through the real planes.
 
 init a home → start HTTP + Flight on loopback → register provider and buyers → publish a sample table →
-grant a licence → query it with a stock pyarrow Flight client → show refused calls → revoke → summary.
+grant a licence (the buyer checks its ledger receipt) → query it with a stock pyarrow Flight client → show
+refused calls → revoke → verify the ledger and print its signed head → summary.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import io
 import json
 import tempfile
 import time
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,11 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pyarrow.parquet as pq
 from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
 from rich.table import Table
 
+from ledger import Checkpoint, NoteVerifier, Receipt, verify_consistency, verify_receipt
 from node.runtime import Node, init_home
 from node.sample import personal_records
 from node.settings import Settings
@@ -85,6 +90,13 @@ def run_demo(home: Path | None, rows: int, console: Console) -> dict[str, Any]:
                    json={"dataset": ds["id"], "buyer": buyer["id"], "mode": "rows", "columns": columns,
                          "terms": {"purpose": "credit model research"}})
         console.print(f"[bold]5. licence[/] {lic['id']} → {buyer['name']}: rows mode on {', '.join(columns)}")
+        # The buyer checks the grant's receipt with nothing but the node's published verifier key.
+        verifier = NoteVerifier.from_key(call("GET", "/v1/node", buyer["token"])["ledger"]["verifier_key"])
+        receipt = Receipt.from_json(lic["receipt"])
+        grant_head = verify_receipt(receipt, verifier)
+        console.print(f"   ledger receipt: entry {receipt.entry.seq} ({receipt.entry.kind}) is in the signed tree "
+                      f"of {grant_head.size} entries — inclusion proof of {len(receipt.inclusion)} hashes, verified "
+                      "by the buyer")
 
         client = stack.enter_context(fl.connect(f"grpc://127.0.0.1:{flight_port}"))
         as_buyer = fl.FlightCallOptions(headers=[(b"authorization", f"Bearer {buyer['token']}".encode())])
@@ -120,8 +132,25 @@ def run_demo(home: Path | None, rows: int, console: Console) -> dict[str, Any]:
             refused.add_row(what, code)
         console.print(refused)
 
+        # 8. The ledger: an auditor fetches the signed head, checks that it extends the head the buyer saw at
+        # grant time (consistency proof), and the operator recomputes the whole log.
+        head = http.get("/v1/ledger/head").json()
+        final = Checkpoint.open(head["checkpoint"], verifier)
+        proof = http.get("/v1/ledger/consistency", params={"first": grant_head.size, "second": final.size}).json()
+        verify_consistency(grant_head.size, final.size, grant_head.root, final.root,
+                           [bytes.fromhex(h) for h in proof["proof"]])
+        report = node.ledger.audit()
+        kinds = Counter(e["kind"] for e in call("GET", "/v1/ledger/entries", init.operator_token,
+                                                params={"limit": 1000})["items"])
+        console.print(f"[bold]8. ledger[/] {report.size} entries ({', '.join(f'{k} ×{n}' for k, n in kinds.items())})"
+                      f"; hash chain, Merkle tree and {report.checkpoints} signed heads verified; the head extends "
+                      f"the buyer's receipt head (consistency proof of {len(proof['proof'])} hashes)")
+        console.print(Panel(escape(head["checkpoint"].rstrip("\n")), title="signed tree head (C2SP checkpoint)",
+                            expand=False))
+
         elapsed = time.perf_counter() - started
         console.print(f"[bold green]demo complete[/] in {elapsed:.1f} s: published {ds['num_rows']:,} rows, "
                       f"served {result.num_rows:,} licensed rows, refused {len(refusals)} unauthorized calls.")
-        return {"rows_served": result.num_rows, "refusals": refusals, "dataset": ds["id"], "license": lic["id"]}
+        return {"rows_served": result.num_rows, "refusals": refusals, "dataset": ds["id"], "license": lic["id"],
+                "ledger_size": report.size, "ledger_root": report.root.hex()}
     raise AssertionError("unreachable")  # pragma: no cover

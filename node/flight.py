@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import logging
 import threading
 import uuid
@@ -195,15 +196,20 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
         source = self._node.store.scan_source(location)
         scanner = source.scanner(columns=plan.columns, filter=plan.filter,
                                  batch_size=self._node.settings.batch_rows, use_threads=True)
-        return fl.GeneratorStream(plan.schema, self._stream(principal, command, scanner.to_batches(), plan))
+        query = hashlib.sha256(ticket.ticket).hexdigest()
+        return fl.GeneratorStream(plan.schema,
+                                  self._stream(principal, command, query, scanner.to_batches(), plan))
 
     def _stream(
-        self, principal: Principal, command: RowsCommand, batches: Iterator[pa.RecordBatch], plan: ScanPlan
+        self, principal: Principal, command: RowsCommand, query: str, batches: Iterator[pa.RecordBatch],
+        plan: ScanPlan,
     ) -> Iterator[pa.RecordBatch]:
-        """Yield batches, re-checking the licence before each one so a revocation stops the stream."""
+        """Yield batches, re-checking the licence before each one so a revocation stops the stream. However the
+        stream ends, an ``access`` entry records what left: rows, batches and the outcome."""
         authz = self._node.authz
         remaining = plan.limit
-        sent = 0
+        sent = n_batches = 0
+        outcome = "cancelled"  # if the client goes away, the generator is closed without another exception
         try:
             for batch in batches:
                 if remaining is not None:
@@ -217,8 +223,21 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
                 authz.refresh_license(command.license)
                 authz.authorize(principal.id, "dataset.query", Resource.license(command.license))
                 sent += batch.num_rows
+                n_batches += 1
                 yield batch
+            outcome = "complete"
         except Exception as exc:
+            outcome = exc.code if isinstance(exc, NodeError) else "error"
             raise to_flight_error(exc) from None
-        log.info("access license=%s dataset=%s buyer=%s rows=%d", command.license, command.dataset,
-                 principal.id, sent)
+        finally:
+            self._record_access(principal, command, query, sent, n_batches, outcome)
+
+    def _record_access(self, principal: Principal, command: RowsCommand, query: str, rows: int, batches: int,
+                       outcome: str) -> None:
+        try:
+            self._node.ledger.record("access", principal.id, command.license, {
+                "license": command.license, "dataset": command.dataset, "query": query, "rows": rows,
+                "batches": batches, "outcome": outcome})
+        except Exception:  # the bytes have left already; never mask the stream's own outcome
+            log.exception("could not record access license=%s rows=%d outcome=%s", command.license, rows,
+                          outcome)

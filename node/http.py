@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -21,7 +21,8 @@ from sqlalchemy import text
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from node.errors import InvalidArgument, NodeError, PayloadTooLarge, Unavailable
+from ledger import Entry
+from node.errors import InvalidArgument, NodeError, NotFound, PayloadTooLarge, Unavailable
 from node.identity import Principal
 from node.manifest import MODES, LicenseRequest, Manifest
 from node.models import ROLES
@@ -36,6 +37,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("dsnode.http")
 _PARQUET_MAGIC = b"PAR1"
 _FORM_OVERHEAD = 1 << 20  # multipart boundaries and the manifest field
+_MAX_SEQ = 2**53 - 1
 
 
 class ParticipantIn(BaseModel):
@@ -107,7 +109,9 @@ def create_app(node: "Node") -> FastAPI:
 
     @app.get("/v1/node", tags=["node"])
     def node_info() -> dict[str, Any]:
-        return {"public_key": node.public_key, "modes": list(MODES), "roles": list(ROLES)}
+        return {"public_key": node.public_key, "ledger": {"origin": node.ledger.origin,
+                                                          "verifier_key": node.ledger.verifier.to_key()},
+                "modes": list(MODES), "roles": list(ROLES)}
 
     # ---- participants -------------------------------------------------------------------------------------
     @app.post("/v1/participants", status_code=201, tags=["participants"])
@@ -184,9 +188,10 @@ def create_app(node: "Node") -> FastAPI:
     # ---- licences -----------------------------------------------------------------------------------------
     @app.post("/v1/licenses", status_code=201, tags=["licenses"])
     def grant_license(body: LicenseIn, caller: Caller) -> dict[str, Any]:
-        """Grant a licence on one of the caller's datasets."""
+        """Grant a licence on one of the caller's datasets. The response carries the grant's ledger receipt."""
         request = LicenseRequest.from_json(body.model_dump(), node.clock())
-        return license_json(service.grant_license(caller, request))
+        lic = service.grant_license(caller, request)
+        return license_json(lic, service.receipt(caller, lic.id))
 
     @app.get("/v1/licenses", tags=["licenses"])
     def list_licenses(caller: Caller, dataset: str | None = None) -> list[dict[str, Any]]:
@@ -194,13 +199,80 @@ def create_app(node: "Node") -> FastAPI:
 
     @app.get("/v1/licenses/{license_id}", tags=["licenses"])
     def get_license(license_id: str, caller: Caller) -> dict[str, Any]:
-        return license_json(service.get_license(caller, license_id))
+        """A licence with the ledger receipt of its grant, proven under the current signed head."""
+        lic = service.get_license(caller, license_id)
+        return license_json(lic, service.receipt(caller, lic.id))
 
     @app.post("/v1/licenses/{license_id}/revoke", tags=["licenses"])
     def revoke_license(license_id: str, caller: Caller, body: RevokeIn | None = None) -> dict[str, Any]:
-        return license_json(service.revoke_license(caller, license_id, body.reason if body else ""))
+        """Revoke; the response carries the revocation's ledger receipt."""
+        lic = service.revoke_license(caller, license_id, body.reason if body else "")
+        return license_json(lic, service.receipt(caller, lic.id, "license.revoked"))
+
+    # ---- ledger -------------------------------------------------------------------------------------------
+    ledger = node.ledger
+
+    @app.get("/v1/ledger/head", tags=["ledger"])
+    def ledger_head() -> dict[str, Any]:
+        """The signed tree head (a C2SP checkpoint note). Public: it holds only a size and a hash."""
+        head = ledger.checkpoint()
+        return {"origin": ledger.origin, "size": head.size, "root": head.root.hex(), "checkpoint": head.note,
+                "signed_at": head.created_at.isoformat(), "verifier_key": ledger.verifier.to_key()}
+
+    @app.get("/v1/ledger/entries", tags=["ledger"])
+    def ledger_entries(
+        caller: Caller,
+        start: Annotated[int, Query(ge=0, le=_MAX_SEQ)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        kind: str | None = None,
+        subject: str | None = None,
+    ) -> dict[str, Any]:
+        """Entries in order from ``start`` (operators and exchanges). ``next`` is the ``start`` of the next page."""
+        items = service.ledger_page(caller, start, limit, kind, subject)
+        return {"items": [_entry_json(e) for e in items],
+                "next": items[-1].seq + 1 if len(items) == limit else None}
+
+    @app.get("/v1/ledger/entries/{seq}", tags=["ledger"])
+    def ledger_entry(seq: Annotated[int, Path(ge=0, le=_MAX_SEQ)], caller: Caller) -> dict[str, Any]:
+        return _entry_json(service.ledger_entry(caller, seq))
+
+    @app.get("/v1/ledger/entries/{seq}/proof", tags=["ledger"])
+    def ledger_inclusion(
+        seq: Annotated[int, Path(ge=0, le=_MAX_SEQ)],
+        size: Annotated[int | None, Query(ge=1, le=_MAX_SEQ)] = None,
+    ) -> dict[str, Any]:
+        """Inclusion proof of entry ``seq`` in the tree of ``size`` entries (default: the current signed head,
+        returned with it). Public: it holds only hashes."""
+        note = None
+        if size is None:
+            head = ledger.checkpoint()
+            size, note = head.size, head.note
+        if seq >= size:
+            raise NotFound("no such ledger entry in a tree of that size", code="entry_not_found")
+        proof = ledger.inclusion(seq, size)
+        leaf = ledger.nodes([(0, seq)])[(0, seq)]
+        return {"seq": seq, "leaf_hash": leaf.hex(), "tree_size": size, "inclusion": [h.hex() for h in proof],
+                "checkpoint": note}
+
+    @app.get("/v1/ledger/consistency", tags=["ledger"])
+    def ledger_consistency(
+        first: Annotated[int, Query(ge=0, le=_MAX_SEQ)],
+        second: Annotated[int | None, Query(ge=0, le=_MAX_SEQ)] = None,
+    ) -> dict[str, Any]:
+        """Proof that the tree of ``first`` entries is a prefix of the tree of ``second`` (default: the current
+        signed head, returned with it). Public: it holds only hashes."""
+        note = None
+        if second is None:
+            head = ledger.checkpoint()
+            second, note = head.size, head.note
+        proof = ledger.consistency(first, second)
+        return {"first": first, "second": second, "proof": [h.hex() for h in proof], "checkpoint": note}
 
     return app
+
+
+def _entry_json(entry: Entry) -> dict[str, Any]:
+    return entry.to_json() | {"hash": entry.hash.hex()}
 
 
 def _detect_format(filename: str, head: bytes) -> FileFormat:

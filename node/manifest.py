@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ledger import CanonicalError, canonical_json
 from node.errors import InvalidArgument
 
 __all__ = ["MODES", "LicenseRequest", "Manifest"]
@@ -14,6 +15,7 @@ __all__ = ["MODES", "LicenseRequest", "Manifest"]
 MODES = ("rows", "aggregate", "model")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _MAX_TEXT = 20_000
+_MAX_TERMS_BYTES = 8192
 
 
 def _text(obj: dict[str, Any], key: str, *, required: bool = False, limit: int = _MAX_TEXT) -> str:
@@ -117,6 +119,13 @@ class LicenseRequest:
         terms = obj.get("terms", {})
         if not isinstance(terms, dict):
             raise InvalidArgument("'terms' must be a JSON object", code="invalid_license")
+        try:  # terms are recorded on the ledger, which takes plain JSON only
+            encoded = canonical_json(terms)
+        except CanonicalError as exc:
+            raise InvalidArgument("'terms' must be plain JSON (integers within ±2^53, no NaN)",
+                                  code="invalid_license") from exc
+        if len(encoded) > _MAX_TERMS_BYTES:
+            raise InvalidArgument("'terms' must be at most 8 KiB of JSON", code="invalid_license")
         return cls(obj["dataset"], obj["buyer"], mode, columns, expires_at, terms)
 
 

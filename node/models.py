@@ -9,12 +9,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["ApiToken", "Base", "CasbinRule", "Dataset", "License", "Participant", "ROLES", "utcnow"]
+__all__ = [
+    "ApiToken", "Base", "CasbinRule", "Dataset", "LedgerCheckpoint", "LedgerEntry", "LedgerState", "License",
+    "Participant", "ROLES", "utcnow",
+]
 
 ROLES = ("operator", "provider", "buyer", "exchange")
 MODES = ("rows", "aggregate", "model")
@@ -117,3 +120,46 @@ class CasbinRule(Base):
     v3: Mapped[str] = mapped_column(String(200), default="")
     v4: Mapped[str] = mapped_column(String(200), default="")
     v5: Mapped[str] = mapped_column(String(200), default="")
+
+
+# SQLite makes an INTEGER PRIMARY KEY the rowid itself (no second index to maintain on every append).
+_Seq = BigInteger().with_variant(Integer, "sqlite")
+
+
+class LedgerEntry(Base):
+    """One ledger entry as stored (see ``ledger.store``): ``body`` is the RFC 8785 entry, ``entry_hash`` its leaf
+    hash, ``nodes`` the interior Merkle nodes its append completed. ``kind``/``actor``/``subject`` are copies
+    of body fields for lookups; verification re-derives them."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (Index("ix_ledger_entries_subject", "subject", "kind"),)
+
+    seq: Mapped[int] = mapped_column(_Seq, primary_key=True, autoincrement=False)
+    entry_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    kind: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(64))
+    nodes: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class LedgerState(Base):
+    """The single row (``id`` = 1) that serializes appends: entry count and the tree's right border."""
+
+    __tablename__ = "ledger_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger)
+    frontier: Mapped[bytes] = mapped_column(LargeBinary, doc="compact range: one hash per set bit of size")
+    last_hash: Mapped[bytes] = mapped_column(LargeBinary, doc="hash of entry size-1 (empty before the first)")
+
+
+class LedgerCheckpoint(Base):
+    """A signed tree head the node issued (a C2SP checkpoint note)."""
+
+    __tablename__ = "ledger_checkpoints"
+
+    size: Mapped[int] = mapped_column(_Seq, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    note: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

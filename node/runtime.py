@@ -18,6 +18,7 @@ from node.authz import Authorizer, seed_policy
 from node.db import Database
 from node.errors import Unavailable
 from node.keys import create_key, load_key, public_key_hex
+from node.ledger_store import SqlLedger
 from node.models import utcnow
 from node.service import NodeService
 from node.settings import Settings
@@ -45,6 +46,7 @@ class InitResult:
     operator_id: str
     operator_token: str
     public_key: str
+    ledger_key: str
 
 
 def init_home(settings: Settings, operator_name: str = "operator") -> InitResult:
@@ -57,21 +59,11 @@ def init_home(settings: Settings, operator_name: str = "operator") -> InitResult
     os.chmod(home, 0o700)
     if not settings.config_path.exists():
         settings.config_path.write_text(_CONFIG_TEMPLATE, encoding="utf-8")
-    key = create_key(settings.key_path)
+    create_key(settings.key_path)
     DatasetStore(settings.data_dir).ensure_dirs()
-    db = Database(settings.db_url)
-    try:
-        db.migrate()
-        with db.transaction() as session:
-            seed_policy(session)
-        authz = Authorizer(db.sessions)
-        authz.load()
-        service = NodeService(db, authz, DatasetStore(settings.data_dir),
-                              settings.token_pepper.get_secret_value().encode())
-        created = service.create_participant(None, operator_name, "operator")
-    finally:
-        db.close()
-    return InitResult(created.participant.id, created.token, public_key_hex(key))
+    with Node(settings) as node:
+        created = node.service.create_participant(None, operator_name, "operator")
+        return InitResult(created.participant.id, created.token, node.public_key, node.ledger.verifier.to_key())
 
 
 class Node:
@@ -83,13 +75,16 @@ class Node:
         self.settings = settings
         self.clock = clock
         self.key = load_key(settings.key_path)
-        self.db = Database(settings.db_url)
+        self.db = Database(settings.db_url, settings.sqlite_synchronous)
         self.db.migrate()
+        with self.db.transaction() as session:
+            seed_policy(session)
         self.store = DatasetStore(settings.data_dir, settings.batch_rows)
         self.store.ensure_dirs()
         self.authz = Authorizer(self.db.sessions, clock)
         self.authz.load()
-        self.service = NodeService(self.db, self.authz, self.store,
+        self.ledger = SqlLedger(self.db, self.key, settings.ledger_origin, clock)
+        self.service = NodeService(self.db, self.authz, self.store, self.ledger,
                                    settings.token_pepper.get_secret_value().encode(), clock)
         self._servers: list[Callable[[], None]] = []
 

@@ -18,10 +18,12 @@ import pyarrow as pa
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
+from ledger import Entry, Receipt
 from node.authz import Authorizer, Resource
 from node.db import Database
 from node.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from node.identity import Principal, authenticate, hash_token, new_id, new_token
+from node.ledger_store import SqlLedger
 from node.manifest import LicenseRequest, Manifest
 from node.models import ROLES, ApiToken, Dataset, License, Participant, utcnow
 from node.storage import DatasetStore, FileFormat
@@ -57,7 +59,11 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def license_json(lic: License) -> dict[str, Any]:
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def license_json(lic: License, receipt: Receipt | None = None) -> dict[str, Any]:
     return {
         "id": lic.id,
         "dataset": lic.dataset_id,
@@ -70,7 +76,7 @@ def license_json(lic: License) -> dict[str, Any]:
         "expires_at": lic.expires_at.isoformat() if lic.expires_at else None,
         "revoked_at": lic.revoked_at.isoformat() if lic.revoked_at else None,
         "revoke_reason": lic.revoke_reason,
-    }
+    } | ({"receipt": receipt.to_json()} if receipt is not None else {})
 
 
 class NodeService:
@@ -79,12 +85,14 @@ class NodeService:
         db: Database,
         authz: Authorizer,
         store: DatasetStore,
+        ledger: SqlLedger,
         pepper: bytes,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
         self.authz = authz
         self.store = store
+        self.ledger = ledger
         self._pepper = pepper
         self._clock = clock
 
@@ -115,6 +123,8 @@ class NodeService:
                                      token_hash=hash_token(self._pepper, token), created_at=self._clock(),
                                      expires_at=token_expires_at))
                 self.authz.participant_created(session, participant.id, role)
+                self.ledger.append(session, "participant.created", actor.id if actor else "node", participant.id,
+                                   {"participant": participant.id, "name": name, "role": role})
         except IntegrityError as exc:
             raise Conflict("a participant with that name exists", code="participant_exists") from exc
         return NewParticipant(participant, token)
@@ -128,6 +138,9 @@ class NodeService:
             ).all()
             for tok in tokens:
                 tok.revoked_at = now
+            if tokens:
+                self.ledger.append(session, "participant.tokens_revoked", actor.id, participant_id,
+                                   {"participant": participant_id, "tokens": len(tokens)})
         return len(tokens)
 
     def list_participants(self, actor: Principal) -> list[Participant]:
@@ -164,6 +177,9 @@ class NodeService:
                 session.add(record)
                 session.flush()
                 self.authz.dataset_published(session, dataset_id, actor.id, manifest.listed)
+                self.ledger.append(session, "dataset.published", actor.id, dataset_id, {
+                    "dataset": dataset_id, "name": record.name, "owner": actor.id, "sha256": record.sha256,
+                    "rows": record.num_rows, "bytes": record.num_bytes, "listed": record.listed})
         except BaseException as exc:
             self.store.remove(dataset_id)
             if isinstance(exc, IntegrityError):  # lost a race for the name
@@ -226,6 +242,9 @@ class NodeService:
             session.add(lic)
             session.flush()
             self.authz.license_granted(session, lic, ds.owner_id)
+            self.ledger.append(session, "license.granted", actor.id, lic.id, {
+                "license": lic.id, "dataset": lic.dataset_id, "buyer": lic.buyer_id, "mode": lic.mode,
+                "columns": lic.columns, "expires_at": _iso(lic.expires_at), "terms": lic.terms})
         return lic
 
     def get_license(self, actor: Principal, license_id: str) -> License:
@@ -273,4 +292,23 @@ class NodeService:
             if owner is None:  # pragma: no cover - foreign key guarantees it
                 raise PermissionDenied("not allowed")
             self.authz.license_revoked(session, lic, owner)
+            self.ledger.append(session, "license.revoked", actor.id, lic.id,
+                               {"license": lic.id, "dataset": lic.dataset_id, "reason": reason})
         return lic
+
+    # ---- ledger --------------------------------------------------------------------------------------------
+    def ledger_page(self, actor: Principal, start: int, limit: int, kind: str | None = None,
+                    subject: str | None = None) -> list[Entry]:
+        """Ledger entries from ``start`` (operators and exchanges: ``ledger.read``)."""
+        self.authz.authorize(actor.id, "ledger.read", Resource.node())
+        return self.ledger.page(start, limit, kind, subject)
+
+    def ledger_entry(self, actor: Principal, seq: int) -> Entry:
+        self.authz.authorize(actor.id, "ledger.read", Resource.node())
+        return self.ledger.entry(seq)
+
+    def receipt(self, actor: Principal, license_id: str, kind: str = "license.granted") -> Receipt | None:
+        """The ledger receipt of a licence's grant (or revocation), for a caller who may read the licence."""
+        self.get_license(actor, license_id)
+        seq = self.ledger.find(license_id, kind)
+        return None if seq is None else self.ledger.receipt(seq)

@@ -71,6 +71,14 @@ class Settings(BaseSettings):
         default=SecretStr("dev-pepper-change-me"),
         description="Secret mixed into API-token hashes (HMAC-SHA256). Must be changed in prod.",
     )
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = Field(
+        default="NORMAL", description="SQLite commit durability: NORMAL survives a crash of the node process, "
+        "FULL also a crash of the machine (one fsync per commit, ~3,000 commits/s here)."
+    )
+    ledger_origin: str | None = Field(
+        default=None, description="Name of the node's log in signed tree heads (C2SP checkpoint origin and key "
+        "name); default dsnode.local/<first 8 bytes of SHA-256 of the node key, hex>."
+    )
     log_level: str = "INFO"
 
     @field_validator("home", mode="after")

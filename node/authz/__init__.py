@@ -105,12 +105,13 @@ def _read_policy_file(path: Path = POLICY_PATH) -> list[Rule]:
 
 
 def seed_policy(session: Session) -> int:
-    """Insert the shipped role-level rules if the database has none yet; returns how many were inserted."""
-    if session.scalar(select(CasbinRule.id).where(CasbinRule.ptype == "p").limit(1)) is not None:
-        return 0
-    rules = _read_policy_file()
-    session.add_all(_row(rule) for rule in rules)
-    return len(rules)
+    """Insert the shipped role-level rules the database lacks (a new release may ship new ones); returns how
+    many were inserted. Idempotent; run at ``init`` and at every start."""
+    have = {tuple(v for v in row if v) for row in session.execute(
+        select(CasbinRule.ptype, CasbinRule.v0, CasbinRule.v1, CasbinRule.v2).where(CasbinRule.ptype == "p"))}
+    missing = [rule for rule in _read_policy_file() if rule not in have]
+    session.add_all(_row(rule) for rule in missing)
+    return len(missing)
 
 
 def _row(rule: Rule) -> CasbinRule:
