@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -110,3 +111,31 @@ def test_prod_refuses_placeholder_secrets(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="DSNODE_TOKEN_PEPPER"):
         Settings.load(home=tmp_path, environment="prod")
     assert Settings.load(home=tmp_path, environment="prod", token_pepper="s" * 32).environment == "prod"
+
+
+def test_ledger_commands_verify_prove_and_name_tampering(tmp_path: Path) -> None:
+    home = tmp_path / "demo"
+    dsnode("demo", "--home", str(home), "--rows", "500")
+    env = {"DSNODE_HOME": str(home)}
+    head_file, receipt_file = tmp_path / "head.txt", tmp_path / "receipt.json"
+    head = dsnode("ledger", "head", "--out", str(head_file), env=env).stdout
+    key = re.search(r"verifier key: (\S+)", head)
+    assert key and head_file.read_text().startswith("dsnode.local/")
+    ok = dsnode("ledger", "verify", "--trusted-head", str(head_file), "--key", key.group(1), env=env).stdout
+    assert "ledger intact: 8 entries" in ok and "1 trusted heads verified" in ok
+
+    dsnode("ledger", "proof", "5", "--out", str(receipt_file), env=env)
+    checked = dsnode("ledger", "check-receipt", str(receipt_file), "--key", key.group(1)).stdout  # no home needed
+    assert "receipt valid: entry 5 (license.granted" in checked
+    forged = json.loads(receipt_file.read_text())
+    forged["entry"]["payload"]["mode"] = "model"
+    receipt_file.write_text(json.dumps(forged))
+    bad = dsnode("ledger", "check-receipt", str(receipt_file), "--key", key.group(1), check=False)
+    assert bad.returncode == 3 and "receipt INVALID" in bad.stderr
+
+    with sqlite3.connect(home / "dsnode.db") as db:
+        body = db.execute("SELECT body FROM ledger_entries WHERE seq = 6").fetchone()[0]
+        db.execute("UPDATE ledger_entries SET body = ? WHERE seq = 6", (body.replace(b'"rows":', b'"rowz":'),))
+    tampered = dsnode("ledger", "verify", env=env, check=False)
+    assert tampered.returncode == 3
+    assert "ledger TAMPERED" in tampered.stderr and "entry 6:" in tampered.stderr
