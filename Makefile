@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# Extras to install. When an extra needs torch (the `ml` extra of later issues), torch==2.13.0 (the offline
+# Extras to install. When an extra needs torch (the `ml` extra: DP-SGD models), torch==2.13.0 (the offline
 # CPU build) is installed first, so no resolver ever pulls a CUDA build from the registry.
-EXTRAS ?= test
+EXTRAS ?= test,ml
 TORCH  := torch==2.13.0
 
 .PHONY: venv demo test lint pytest bench clean

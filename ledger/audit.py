@@ -23,7 +23,12 @@ class LedgerTampered(ValueError):
     """The log is not what was recorded. ``seq`` names the first bad entry, ``checkpoint`` a bad checkpoint."""
 
     def __init__(self, reason: str, *, seq: int | None = None, checkpoint: int | None = None) -> None:
-        where = f"entry {seq}" if seq is not None else f"checkpoint at size {checkpoint}"
+        if seq is not None:
+            where = f"entry {seq}"
+        elif checkpoint is not None:
+            where = f"checkpoint at size {checkpoint}"
+        else:
+            where = "tree state"
         super().__init__(f"{where}: {reason}")
         self.seq = seq
         self.checkpoint = checkpoint
@@ -114,7 +119,8 @@ def audit(
         raise LedgerTampered(f"a signed head covers {beyond[-1]} entries but only {expected} are stored: "
                              "history was truncated", checkpoint=beyond[-1])
     if state is not None and state != (tree.size, tree.to_bytes()):
-        raise LedgerTampered("the stored tree state differs from the entries", checkpoint=state[0])
+        raise LedgerTampered(f"the stored size and right border ({state[0]} entries) differ from the entries "
+                             f"({tree.size}): appends would fork from a wrong tree")
     if progress is not None:
         progress(expected)
     n_trusted = len(trusted)

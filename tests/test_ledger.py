@@ -317,7 +317,14 @@ def test_dropping_the_tail_is_caught_by_the_heads_signed_over_it(recorded: tuple
     h, _ = recorded
     _sql(h, "DELETE FROM ledger_entries WHERE seq >= 6")
     exc = _tampered(h)
-    assert "truncated" in str(exc) or "stored tree state" in str(exc)
+    assert exc.checkpoint == 7 and "history was truncated" in str(exc)
+
+
+def test_a_tampered_state_row_is_caught_before_it_forks_the_log(recorded: tuple[Harness, dict[str, Any]]) -> None:
+    h, _ = recorded
+    _sql(h, "UPDATE ledger_state SET size = 6 WHERE id = 1")
+    exc = _tampered(h)
+    assert str(exc).startswith("tree state:")
 
 
 def _rewrite_from(h: Harness, keep: int) -> None:
