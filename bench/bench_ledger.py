@@ -507,6 +507,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.entries < 2 or args.appends < GROUP:
         parser.error(f"--entries must be at least 2 and --appends at least {GROUP}")
+    if args.keep and args.keep.exists() and not args.keep.with_name(args.keep.name + ".key").exists():
+        parser.error(f"{args.keep} exists but has no {args.keep.name}.key: not a log this bench built")
     rng = random.Random(args.seed)
     pool = access_pool(rng)
     console.print(f"access entry body: ~{statistics.mean(len(a.body) for a in pool):.0f} bytes (canonical JSON)")
@@ -588,11 +590,11 @@ def main() -> None:
                         end_section=True)
     audit_target = TARGET_AUDIT_S_PER_M * args.entries / 1e6
     summary.add_row(f"audit {size_label} entries (SQLite)", f"{audit_s:.1f} s ({args.entries / audit_s:,.0f} /s)",
-                    f"≤ {audit_target:.1f} s", verdict(audit_s <= audit_target))
+                    f"≤ {audit_target:.1f} s (60 s / 1 M)", verdict(audit_s <= audit_target))
     if pg_proofs is not None:
         pg_target = TARGET_AUDIT_S_PER_M * pg_size / 1e6
         summary.add_row(f"audit {pg_size:,} entries (PostgreSQL)",
-                        f"{pg_audit_s:.1f} s ({pg_size / pg_audit_s:,.0f} /s)", f"≤ {pg_target:.1f} s",
+                        f"{pg_audit_s:.1f} s ({pg_size / pg_audit_s:,.0f} /s)", f"≤ {pg_target:.1f} s (60 s / 1 M)",
                         verdict(pg_audit_s <= pg_target))
     summary.add_section()
     for backend, size, times in (("SQLite", args.entries, proofs), ("PostgreSQL", pg_size, pg_proofs)):

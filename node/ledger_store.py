@@ -161,20 +161,8 @@ class SqlLedger:
         return (StoredEntry(*row) for row in rows)
 
     def nodes(self, ids: Collection[NodeId]) -> Mapping[NodeId, bytes]:
-        where: dict[int, list[tuple[NodeId, int]]] = {}
-        for node in ids:
-            seq, offset = (node[1], -1) if node[0] == 0 else node_location(node)
-            where.setdefault(seq, []).append((node, offset))
         with self.db.reader() as session:
-            rows = session.execute(select(LedgerEntry.seq, LedgerEntry.entry_hash, LedgerEntry.nodes)
-                                   .where(LedgerEntry.seq.in_(list(where)))).all()
-        found: dict[NodeId, bytes] = {}
-        for seq, entry_hash, nodes in rows:
-            for node, offset in where[seq]:
-                h = entry_hash if offset < 0 else nodes[offset:offset + HASH_SIZE]
-                if len(h) == HASH_SIZE:
-                    found[node] = h
-        return found
+            return _nodes_in(session, ids)
 
     def checkpoints(self) -> list[StoredCheckpoint]:
         with self.db.reader() as session:
@@ -225,6 +213,13 @@ class SqlLedger:
 
     def receipt(self, seq: int) -> Receipt:
         """Entry ``seq`` with its inclusion proof under the current signed head."""
+        with self.db.reader() as session:  # the common case, a head already signed, in one session
+            size = session.execute(_STATE).one()[0]
+            row = session.get(LedgerCheckpoint, size)
+            body = session.scalar(select(LedgerEntry.body).where(LedgerEntry.seq == seq))
+            if row is not None and body is not None and seq < row.size:
+                proof = inclusion_proof(seq, row.size, lambda ids: _nodes_in(session, ids))
+                return Receipt(Entry.from_body(body), row.size, proof, row.note)
         entry = self.entry(seq)
         head = self.checkpoint()
         return Receipt(entry, head.size, inclusion_proof(seq, head.size, self.nodes), head.note)
@@ -254,3 +249,19 @@ class SqlLedger:
 
             return audit(rows(), stored, verifier or self.verifier, self.origin, trusted=trusted,
                          state=(size, bytes(frontier)), progress=progress)
+
+
+def _nodes_in(session: Session, ids: Collection[NodeId]) -> Mapping[NodeId, bytes]:
+    where: dict[int, list[tuple[NodeId, int]]] = {}
+    for node in ids:
+        seq, offset = (node[1], -1) if node[0] == 0 else node_location(node)
+        where.setdefault(seq, []).append((node, offset))
+    rows = session.execute(select(LedgerEntry.seq, LedgerEntry.entry_hash, LedgerEntry.nodes)
+                           .where(LedgerEntry.seq.in_(list(where)))).all()
+    found: dict[NodeId, bytes] = {}
+    for seq, entry_hash, nodes in rows:
+        for node, offset in where[seq]:
+            h = entry_hash if offset < 0 else nodes[offset:offset + HASH_SIZE]
+            if len(h) == HASH_SIZE:
+                found[node] = bytes(h)
+    return found
