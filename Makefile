@@ -33,6 +33,7 @@ test: lint pytest
 bench: venv
 	$(BIN)/python bench/bench_authz.py
 	$(BIN)/python bench/bench_flight_rows.py
+	$(BIN)/python bench/bench_ledger.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
