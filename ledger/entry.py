@@ -33,6 +33,9 @@ KINDS: Mapping[str, frozenset[str]] = {
     "license.granted": frozenset({"license", "dataset", "buyer", "mode", "columns", "expires_at", "terms"}),
     "license.revoked": frozenset({"license", "dataset", "reason"}),
     "access": frozenset({"license", "dataset", "query", "rows", "batches", "outcome"}),
+    "policy.loosened": frozenset({"dataset", "column", "detected", "before", "after", "reason"}),
+    "budget.charged": frozenset({"license", "dataset", "mode", "charge", "epsilon", "delta", "query",
+                                 "license_remaining", "dataset_remaining"}),
 }
 
 _FIELDS = frozenset({"v", "seq", "time", "kind", "actor", "subject", "payload", "prev"})

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 import pyarrow.flight as fl
 
+from node.access import DataAccess
 from node.authz import Resource
-from node.errors import InvalidArgument, NodeError, NotFound, PermissionDenied, Unauthenticated, Unavailable
+from node.dp_commands import Command
+from node.errors import InvalidArgument, NodeError, PermissionDenied, Unauthenticated, Unavailable
 from node.identity import Principal
-from node.models import Dataset
-from node.query import RowsCommand, ScanPlan, plan_rows
-from node.service import schema_from_record
+from node.query import RowsCommand, ScanPlan
 
 if TYPE_CHECKING:
     from node.runtime import Node
@@ -134,6 +134,7 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
         # ``authenticate_basic_token`` / ADBC fail); _AuthFactory still authenticates every call.
         super().__init__(location, auth_handler=_HandshakeOnly(), middleware={"auth": _AuthFactory(node)})
         self._node = node
+        self._access = DataAccess(node)
         self._advertised = settings.flight_advertised_uri or f"grpc://{settings.flight_host}:{self.port}"
         self._thread = threading.Thread(target=self.serve, name="dsnode-flight", daemon=True)
         self._thread.start()
@@ -141,23 +142,6 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
     def shutdown(self) -> None:
         super().shutdown()
         self._thread.join(10)
-
-    # ---- planning ------------------------------------------------------------------------------------------
-    def _plan(self, principal: Principal, raw: bytes) -> tuple[RowsCommand, ScanPlan, str]:
-        command = RowsCommand.from_json(raw)
-        authz = self._node.authz
-        state = authz.refresh_license(command.license)
-        authz.authorize(principal.id, "dataset.query", Resource.license(command.license))
-        if state is None or state.dataset_id != command.dataset:
-            raise PermissionDenied("the licence does not cover this dataset")
-        if state.mode != "rows":
-            raise InvalidArgument("this licence does not allow the rows mode", code="mode_not_licensed")
-        with self._node.db.reader() as session:
-            ds = session.get(Dataset, command.dataset)
-        if ds is None:
-            raise NotFound("no such dataset", code="dataset_not_found")
-        plan = plan_rows(command, schema_from_record(ds), state.columns, self._node.settings.max_query_rows)
-        return command, plan, ds.location
 
     # ---- Flight methods ------------------------------------------------------------------------------------
     @_guard
@@ -169,36 +153,43 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
                 continue
             if not self._node.authz.allowed(principal.id, "dataset.query", Resource.license(lic.id)):
                 continue
-            command = RowsCommand(license=lic.id, dataset=lic.dataset_id, columns=None)
+            command = RowsCommand(license=lic.id, dataset=lic.dataset_id, columns=None).to_json()
             try:
-                _, plan, _ = self._plan(principal, command.to_json())
+                planned = self._access.plan(principal, command)
             except NodeError:
                 continue
-            infos.append(self._info(command.to_json(), plan, -1))
+            infos.append(self._info(command, planned.schema))
         return iter(infos)
 
     @_guard
     def get_flight_info(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
         if descriptor.descriptor_type != fl.DescriptorType.CMD:
             raise InvalidArgument("use FlightDescriptor.for_command with a JSON command", code="invalid_command")
-        principal = _principal(context)
-        _, plan, _ = self._plan(principal, descriptor.command)
-        return self._info(descriptor.command, plan, -1)
+        planned = self._access.plan(_principal(context), descriptor.command)
+        return self._info(descriptor.command, planned.schema)
 
-    def _info(self, command: bytes, plan: ScanPlan, rows: int) -> fl.FlightInfo:
+    def _info(self, command: bytes, schema: pa.Schema) -> fl.FlightInfo:
         endpoint = fl.FlightEndpoint(command, [fl.Location(self._advertised)])
-        return fl.FlightInfo(plan.schema, fl.FlightDescriptor.for_command(command), [endpoint], rows, -1)
+        return fl.FlightInfo(schema, fl.FlightDescriptor.for_command(command), [endpoint], -1, -1)
 
     @_guard
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
         principal = _principal(context)
-        command, plan, location = self._plan(principal, ticket.ticket)
-        source = self._node.store.scan_source(location)
-        scanner = source.scanner(columns=plan.columns, filter=plan.filter,
-                                 batch_size=self._node.settings.batch_rows, use_threads=True)
+        planned = self._access.plan(principal, ticket.ticket)
         query = hashlib.sha256(ticket.ticket).hexdigest()
-        return fl.GeneratorStream(plan.schema,
-                                  self._stream(principal, command, query, scanner.to_batches(), plan))
+        command = planned.command
+        if isinstance(command, RowsCommand):
+            assert planned.scan is not None
+            batches = self._access.rows(planned)
+            return fl.GeneratorStream(planned.schema, self._stream(principal, command, query, batches, planned.scan))
+        try:
+            table = (self._access.aggregate(principal, planned, query) if planned.aggregate is not None
+                     else self._access.train(principal, planned, query))
+        except Exception as exc:
+            self._record_access(principal, command, query, 0, 0, exc.code if isinstance(exc, NodeError) else "error")
+            raise
+        self._record_access(principal, command, query, table.num_rows, 1, "complete")
+        return fl.RecordBatchStream(table)
 
     def _stream(
         self, principal: Principal, command: RowsCommand, query: str, batches: Iterator[pa.RecordBatch],
@@ -232,7 +223,7 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
         finally:
             self._record_access(principal, command, query, sent, n_batches, outcome)
 
-    def _record_access(self, principal: Principal, command: RowsCommand, query: str, rows: int, batches: int,
+    def _record_access(self, principal: Principal, command: Command, query: str, rows: int, batches: int,
                        outcome: str) -> None:
         try:
             self._node.ledger.record("access", principal.id, command.license, {

@@ -52,6 +52,7 @@ class LicenseIn(BaseModel):
     columns: list[str] | None = None
     expires_at: datetime | None = None
     terms: dict[str, Any] = Field(default_factory=dict)
+    epsilon: int | float | str | None = Field(default=None, description="ε budget (aggregate and model modes)")
 
 
 class RevokeIn(BaseModel):
@@ -202,6 +203,11 @@ def create_app(node: "Node") -> FastAPI:
         """A licence with the ledger receipt of its grant, proven under the current signed head."""
         lic = service.get_license(caller, license_id)
         return license_json(lic, service.receipt(caller, lic.id))
+
+    @app.get("/v1/licenses/{license_id}/budget", tags=["licenses"])
+    def license_budget(license_id: str, caller: Caller) -> dict[str, Any]:
+        """The licence's ε budget and its dataset's global cap: total, spent, remaining (exact decimals)."""
+        return service.budget(caller, license_id)
 
     @app.post("/v1/licenses/{license_id}/revoke", tags=["licenses"])
     def revoke_license(license_id: str, caller: Caller, body: RevokeIn | None = None) -> dict[str, Any]:

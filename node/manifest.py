@@ -7,15 +7,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow as pa
+
 from ledger import CanonicalError, canonical_json
 from node.errors import InvalidArgument
+from privacy.budget import BudgetError, parse_epsilon
+from privacy.policy import PolicyError, ReleasePolicy
 
-__all__ = ["MODES", "LicenseRequest", "Manifest"]
+__all__ = ["MODES", "LicenseRequest", "Manifest", "PrivacyDeclarations"]
 
 MODES = ("rows", "aggregate", "model")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _MAX_TEXT = 20_000
 _MAX_TERMS_BYTES = 8192
+_DEFAULT_EPSILON_CAP = "10"
+_MAX_DOMAIN = 10_000
 
 
 def _text(obj: dict[str, Any], key: str, *, required: bool = False, limit: int = _MAX_TEXT) -> str:
@@ -95,6 +101,7 @@ class LicenseRequest:
     columns: tuple[str, ...] | None = None
     expires_at: datetime | None = None
     terms: dict[str, Any] = field(default_factory=dict)
+    epsilon: int | None = None  # ε budget in privacy.budget units; required for aggregate and model modes
 
     @classmethod
     def from_json(cls, obj: Any, now: datetime) -> LicenseRequest:
@@ -126,7 +133,119 @@ class LicenseRequest:
                                   code="invalid_license") from exc
         if len(encoded) > _MAX_TERMS_BYTES:
             raise InvalidArgument("'terms' must be at most 8 KiB of JSON", code="invalid_license")
-        return cls(obj["dataset"], obj["buyer"], mode, columns, expires_at, terms)
+        epsilon = None
+        if mode in ("aggregate", "model"):
+            if obj.get("epsilon") is None:
+                raise InvalidArgument(f"a licence in {mode} mode needs an 'epsilon' budget", code="invalid_license")
+            epsilon = _epsilon(obj["epsilon"])
+        elif obj.get("epsilon") is not None:
+            raise InvalidArgument("only aggregate and model licences carry an 'epsilon' budget",
+                                  code="invalid_license")
+        return cls(obj["dataset"], obj["buyer"], mode, columns, expires_at, terms, epsilon)
+
+
+def _epsilon(value: Any) -> int:
+    try:
+        return int(parse_epsilon(value))
+    except BudgetError as exc:
+        raise InvalidArgument(str(exc), code=exc.code) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyDeclarations:
+    """The manifest's ``privacy`` object: what the provider declares for de-identification and DP.
+
+    ``k`` (2-1000) for rows releases; ``unit``: the column identifying a person (DP privacy unit; default: one
+    row), each contributing at most ``max_contributions`` rows; ``bounds``: clamp bounds of numeric columns (DP
+    sums and means, model features); ``domains``: public value lists for group keys; ``epsilon_cap``: the
+    dataset's global ε cap; ``policy``: a release policy replacing the proposed one; ``reasons``: why a detected
+    direct identifier is released more openly than proposed (recorded on the ledger).
+    """
+
+    k: int = 5
+    unit: str | None = None
+    max_contributions: int = 1
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    domains: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    epsilon_cap: int = 0
+    policy: ReleasePolicy | None = None
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_manifest(cls, manifest: Manifest, schema: pa.Schema) -> PrivacyDeclarations:
+        obj = manifest.extra.get("privacy", {})
+        if not isinstance(obj, dict):
+            raise InvalidArgument("manifest 'privacy' must be an object", code="invalid_manifest")
+        known = {"k", "unit", "max_contributions", "bounds", "domains", "epsilon_cap", "policy", "reasons"}
+        if not set(obj) <= known:
+            raise InvalidArgument("manifest 'privacy' has unknown keys", code="invalid_manifest")
+        names = set(schema.names)
+        k = obj.get("k", 5)
+        if isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= 1000:
+            raise InvalidArgument("privacy 'k' must be an integer 2-1000", code="invalid_manifest")
+        unit = obj.get("unit")
+        if unit is not None and unit not in names:
+            raise InvalidArgument("privacy 'unit' must name a column", code="invalid_manifest")
+        max_contributions = obj.get("max_contributions", 1)
+        if isinstance(max_contributions, bool) or not isinstance(max_contributions, int) \
+                or not 1 <= max_contributions <= 1000:
+            raise InvalidArgument("privacy 'max_contributions' must be an integer 1-1000", code="invalid_manifest")
+        return cls(k, unit, max_contributions, _bounds(obj.get("bounds", {}), schema), _domains(
+            obj.get("domains", {}), names), _epsilon(obj.get("epsilon_cap", _DEFAULT_EPSILON_CAP)),
+            _policy(obj.get("policy"), names, k), _reasons(obj.get("reasons", {}), names))
+
+
+def _bounds(obj: Any, schema: pa.Schema) -> dict[str, tuple[float, float]]:
+    if not isinstance(obj, dict):
+        raise InvalidArgument("privacy 'bounds' must map columns to [low, high]", code="invalid_manifest")
+    out = {}
+    for column, pair in obj.items():
+        if column not in schema.names or not _numeric(schema.field(column).type):
+            raise InvalidArgument("privacy 'bounds' names a column that is not numeric", code="invalid_manifest")
+        if not (isinstance(pair, list) and len(pair) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e15 for v in pair)
+                and pair[0] < pair[1]):
+            raise InvalidArgument("privacy bounds are [low, high] with low < high, |value| < 1e15",
+                                  code="invalid_manifest")
+        out[column] = (float(pair[0]), float(pair[1]))
+    return out
+
+
+def _numeric(type_: pa.DataType) -> bool:
+    return bool(pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_))
+
+
+def _domains(obj: Any, names: set[str]) -> dict[str, tuple[Any, ...]]:
+    if not isinstance(obj, dict):
+        raise InvalidArgument("privacy 'domains' must map columns to value lists", code="invalid_manifest")
+    out = {}
+    for column, values in obj.items():
+        if column not in names or not isinstance(values, list) or not 0 < len(values) <= _MAX_DOMAIN \
+                or len(set(map(repr, values))) != len(values) \
+                or not all(isinstance(v, (str, int, bool)) for v in values):
+            raise InvalidArgument(f"privacy domains are lists of 1-{_MAX_DOMAIN} distinct strings or integers "
+                                  "of a known column", code="invalid_manifest")
+        out[column] = tuple(values)
+    return out
+
+
+def _policy(obj: Any, names: set[str], k: int) -> ReleasePolicy | None:
+    if obj is None:
+        return None
+    try:
+        policy = ReleasePolicy.from_json({**obj, "k": obj.get("k", k)} if isinstance(obj, dict) else obj)
+        policy.validate(names)
+    except PolicyError as exc:
+        raise InvalidArgument(f"privacy 'policy': {exc}", code=exc.code) from exc
+    return policy
+
+
+def _reasons(obj: Any, names: set[str]) -> dict[str, str]:
+    if not isinstance(obj, dict) or not all(
+            c in names and isinstance(r, str) and 0 < len(r.strip()) <= 500 for c, r in obj.items()):
+        raise InvalidArgument("privacy 'reasons' map columns to reasons of 1-500 characters",
+                              code="invalid_manifest")
+    return {c: r.strip() for c, r in obj.items()}
 
 
 def _parse_time(value: Any) -> datetime:

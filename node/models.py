@@ -9,14 +9,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "ApiToken", "Base", "CasbinRule", "Dataset", "LedgerCheckpoint", "LedgerEntry", "LedgerState", "License",
-    "Participant", "ROLES", "utcnow",
+    "Participant", "PrivacyBudget", "PrivacyCharge", "ROLES", "utcnow",
 ]
 
 ROLES = ("operator", "provider", "buyer", "exchange")
@@ -86,6 +86,9 @@ class Dataset(Base):
     num_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64), doc="SHA-256 of the stored Parquet file")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    release_policy: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None,
+                                                                   doc="privacy.policy.ReleasePolicy JSON")
+    pii: Mapped[list[Any] | None] = mapped_column(JSON, default=None, doc="PII findings at publish")
 
 
 class License(Base):
@@ -163,3 +166,32 @@ class LedgerCheckpoint(Base):
     root: Mapped[bytes] = mapped_column(LargeBinary(32))
     note: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PrivacyBudget(Base):
+    """An ε budget in exact integer units (``privacy.budget``): one per licence in a DP mode (``scope`` =
+    ``license``) and one global cap per dataset (``scope`` = ``dataset``). ``spent`` only grows."""
+
+    __tablename__ = "privacy_budgets"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    scope_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    total_units: Mapped[int] = mapped_column(BigInteger)
+    spent_units: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class PrivacyCharge(Base):
+    """One charge against the budgets, committed before the data it pays for is read."""
+
+    __tablename__ = "privacy_charges"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    license_id: Mapped[str] = mapped_column(ForeignKey("licenses.id"), index=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
+    mode: Mapped[str] = mapped_column(String(20))
+    epsilon_units: Mapped[int] = mapped_column(BigInteger)
+    delta: Mapped[float] = mapped_column(Float, default=0.0)
+    query_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None,
+                                                          doc="what was released: mechanism, accountant state")

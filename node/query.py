@@ -19,7 +19,8 @@ import pyarrow.compute as pc
 
 from node.errors import InvalidArgument, PermissionDenied
 
-__all__ = ["OPS", "Filter", "RowsCommand", "ScanPlan", "plan_rows"]
+__all__ = ["OPS", "Filter", "RowsCommand", "ScanPlan", "command_object", "filter_expression", "parse_filters",
+           "parse_identifier", "plan_rows"]
 
 OPS = ("=", "!=", "<", "<=", ">", ">=", "in")
 _MAX_COMMAND_BYTES = 64 * 1024
@@ -46,16 +47,14 @@ class RowsCommand:
     limit: int | None = None
     version: int = 1
 
+    mode = "rows"
+
     @classmethod
     def from_json(cls, raw: bytes) -> RowsCommand:
-        if len(raw) > _MAX_COMMAND_BYTES:
-            raise InvalidArgument("the command is too large", code="invalid_command")
-        try:
-            obj = json.loads(raw.decode("utf-8"), parse_constant=_non_finite)
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise InvalidArgument("the command must be a UTF-8 JSON object", code="invalid_command") from exc
-        if not isinstance(obj, dict):
-            raise InvalidArgument("the command must be a UTF-8 JSON object", code="invalid_command")
+        return cls.from_object(command_object(raw))
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> RowsCommand:
         unknown = set(obj) - {"license", "dataset", "columns", "where", "limit", "version"}
         if unknown:
             raise InvalidArgument("the command has unknown keys", code="invalid_command")
@@ -78,6 +77,42 @@ class RowsCommand:
         if self.limit is not None:
             body["limit"] = self.limit
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def command_object(raw: bytes) -> dict[str, Any]:
+    """Decode a command: a UTF-8 JSON object of at most 64 KiB (``NaN``/``Infinity`` tokens parse to a value
+    no validator accepts)."""
+    if len(raw) > _MAX_COMMAND_BYTES:
+        raise InvalidArgument("the command is too large", code="invalid_command")
+    try:
+        obj = json.loads(raw.decode("utf-8"), parse_constant=_non_finite)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidArgument("the command must be a UTF-8 JSON object", code="invalid_command") from exc
+    if not isinstance(obj, dict):
+        raise InvalidArgument("the command must be a UTF-8 JSON object", code="invalid_command")
+    return obj
+
+
+def parse_filters(value: Any) -> tuple[Filter, ...]:
+    return _filters(value)
+
+
+def parse_identifier(value: Any, what: str) -> str:
+    return _identifier(value, what)
+
+
+def filter_expression(filters: tuple[Filter, ...], schema: pa.Schema, allowed: set[str]) -> pc.Expression | None:
+    """The conjunction of ``filters`` typed against ``schema``; a filter on a column outside ``allowed`` is
+    ``column_not_licensed`` (or ``unknown_column`` when the schema lacks it)."""
+    expr: pc.Expression | None = None
+    for f in filters:
+        if f.column not in schema.names:
+            raise InvalidArgument("the command names a column the dataset does not have", code="unknown_column")
+        if f.column not in allowed:
+            raise PermissionDenied("the licence does not cover a requested column", code="column_not_licensed")
+        term = _compile(f, schema.field(f.column).type)
+        expr = term if expr is None else expr & term
+    return expr
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,13 @@ from datetime import datetime
 import uvicorn
 
 from node.authz import Authorizer, seed_policy
+from node.budget import BudgetStore
 from node.db import Database
 from node.errors import Unavailable
 from node.keys import create_key, load_key, public_key_hex
 from node.ledger_store import SqlLedger
 from node.models import utcnow
+from node.release import ReleaseStore
 from node.service import NodeService
 from node.settings import Settings
 from node.storage import DatasetStore
@@ -84,7 +86,9 @@ class Node:
         self.authz = Authorizer(self.db.sessions, clock)
         self.authz.load()
         self.ledger = SqlLedger(self.db, self.key, settings.ledger_origin, clock)
-        self.service = NodeService(self.db, self.authz, self.store, self.ledger,
+        self.budgets = BudgetStore(self.db, self.ledger, clock)
+        self.releases = ReleaseStore(self.store, self.key)
+        self.service = NodeService(self.db, self.authz, self.store, self.ledger, self.budgets, self.releases,
                                    settings.token_pepper.get_secret_value().encode(), clock)
         self._servers: list[Callable[[], None]] = []
 

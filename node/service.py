@@ -8,8 +8,9 @@ row, no file.
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,15 +19,20 @@ import pyarrow as pa
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
-from ledger import Entry, Receipt
+from ledger import Entry, Receipt, canonical_json
 from node.authz import Authorizer, Resource
+from node.budget import BudgetStore
 from node.db import Database
 from node.errors import Conflict, InvalidArgument, NotFound, PermissionDenied
 from node.identity import Principal, authenticate, hash_token, new_id, new_token
 from node.ledger_store import SqlLedger
-from node.manifest import LicenseRequest, Manifest
+from node.manifest import LicenseRequest, Manifest, PrivacyDeclarations
 from node.models import ROLES, ApiToken, Dataset, License, Participant, utcnow
+from node.release import ReleaseStore
 from node.storage import DatasetStore, FileFormat
+from privacy.budget import format_epsilon
+from privacy.pii import Finding, detect
+from privacy.policy import Loosening, ReleasePolicy, changes, propose
 
 _Row = TypeVar("_Row", Dataset, License)
 
@@ -56,7 +62,32 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
         "num_bytes": ds.num_bytes,
         "sha256": ds.sha256,
         "created_at": ds.created_at.isoformat(),
+        "release_policy": ds.release_policy,
+        "pii": ds.pii,
     }
+
+
+def _finding_json(f: Finding) -> dict[str, Any]:
+    return {"column": f.column, "kind": f.kind, "role": f.role, "confidence": round(f.confidence, 4),
+            "matched": f.matched, "sampled": f.sampled, "by_name": f.by_name}
+
+
+def _release_policy(schema: pa.Schema, findings: list[Finding], declared: PrivacyDeclarations
+                    ) -> tuple[ReleasePolicy, list[Loosening]]:
+    """The proposal from detection, or the provider's own policy; every way the latter releases a detected
+    direct identifier more openly than proposed must come with a reason (``reason_required`` otherwise)."""
+    proposed = propose([(f.name, str(f.type)) for f in schema], findings, declared.k)
+    if declared.policy is None:
+        return proposed, []
+    detected = {r.column: r.detected for r in proposed.rules if r.detected}
+    chosen = ReleasePolicy(tuple(replace(r, detected=r.detected or detected.get(r.column))
+                                 for r in declared.policy.rules), declared.policy.k)
+    loosened = changes(proposed, chosen)
+    missing = sorted(c.column for c in loosened if c.column not in declared.reasons)
+    if missing:
+        raise InvalidArgument("releasing a detected direct identifier more openly needs privacy.reasons for: "
+                              + ", ".join(missing), code="reason_required")
+    return chosen, loosened
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -86,6 +117,8 @@ class NodeService:
         authz: Authorizer,
         store: DatasetStore,
         ledger: SqlLedger,
+        budgets: BudgetStore,
+        releases: ReleaseStore,
         pepper: bytes,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -93,6 +126,8 @@ class NodeService:
         self.authz = authz
         self.store = store
         self.ledger = ledger
+        self.budgets = budgets
+        self.releases = releases
         self._pepper = pepper
         self._clock = clock
 
@@ -157,29 +192,41 @@ class NodeService:
                 raise Conflict("a dataset with that name exists", code="dataset_exists")
         dataset_id = new_id("ds")
         stored = self.store.ingest(upload, fmt, dataset_id)
-        record = Dataset(
-            id=dataset_id,
-            name=manifest.name,
-            title=manifest.title,
-            owner_id=actor.id,
-            listed=manifest.listed,
-            manifest=manifest.to_json(),
-            schema_fields=[{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in stored.schema],
-            arrow_schema=base64.b64encode(stored.schema.serialize().to_pybytes()).decode("ascii"),
-            location=stored.location,
-            num_rows=stored.num_rows,
-            num_bytes=stored.num_bytes,
-            sha256=stored.sha256,
-            created_at=self._clock(),
-        )
         try:
+            declared = PrivacyDeclarations.from_manifest(manifest, stored.schema)
+            findings = detect(self.store.table(stored.location))
+            policy, loosened = _release_policy(stored.schema, findings, declared)
+            record = Dataset(
+                id=dataset_id,
+                name=manifest.name,
+                title=manifest.title,
+                owner_id=actor.id,
+                listed=manifest.listed,
+                manifest=manifest.to_json(),
+                schema_fields=[{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in stored.schema],
+                arrow_schema=base64.b64encode(stored.schema.serialize().to_pybytes()).decode("ascii"),
+                location=stored.location,
+                num_rows=stored.num_rows,
+                num_bytes=stored.num_bytes,
+                sha256=stored.sha256,
+                created_at=self._clock(),
+                release_policy=policy.to_json(),
+                pii=[_finding_json(f) for f in findings],
+            )
             with self.db.transaction() as session:
                 session.add(record)
                 session.flush()
                 self.authz.dataset_published(session, dataset_id, actor.id, manifest.listed)
+                self.budgets.open(session, "dataset", dataset_id, declared.epsilon_cap)
                 self.ledger.append(session, "dataset.published", actor.id, dataset_id, {
                     "dataset": dataset_id, "name": record.name, "owner": actor.id, "sha256": record.sha256,
-                    "rows": record.num_rows, "bytes": record.num_bytes, "listed": record.listed})
+                    "rows": record.num_rows, "bytes": record.num_bytes, "listed": record.listed,
+                    "policy_sha256": hashlib.sha256(canonical_json(record.release_policy)).hexdigest(),
+                    "epsilon_cap": format_epsilon(declared.epsilon_cap)})
+                for change in loosened:
+                    self.ledger.append(session, "policy.loosened", actor.id, dataset_id, {
+                        "dataset": dataset_id, "column": change.column, "detected": change.detected,
+                        "before": change.before, "after": change.after, "reason": declared.reasons[change.column]})
         except BaseException as exc:
             self.store.remove(dataset_id)
             if isinstance(exc, IntegrityError):  # lost a race for the name
@@ -242,9 +289,12 @@ class NodeService:
             session.add(lic)
             session.flush()
             self.authz.license_granted(session, lic, ds.owner_id)
+            if request.epsilon is not None:
+                self.budgets.open(session, "license", lic.id, request.epsilon)
             self.ledger.append(session, "license.granted", actor.id, lic.id, {
                 "license": lic.id, "dataset": lic.dataset_id, "buyer": lic.buyer_id, "mode": lic.mode,
-                "columns": lic.columns, "expires_at": _iso(lic.expires_at), "terms": lic.terms})
+                "columns": lic.columns, "expires_at": _iso(lic.expires_at), "terms": lic.terms,
+                "epsilon": None if request.epsilon is None else format_epsilon(request.epsilon)})
         return lic
 
     def get_license(self, actor: Principal, license_id: str) -> License:
@@ -294,7 +344,13 @@ class NodeService:
             self.authz.license_revoked(session, lic, owner)
             self.ledger.append(session, "license.revoked", actor.id, lic.id,
                                {"license": lic.id, "dataset": lic.dataset_id, "reason": reason})
+        self.releases.forget(lic.id)
         return lic
+
+    def budget(self, actor: Principal, license_id: str) -> dict[str, Any]:
+        """The licence's and its dataset's ε budgets (total, spent, remaining), for whoever may read the licence."""
+        lic = self.get_license(actor, license_id)
+        return {"license_id": lic.id, "dataset_id": lic.dataset_id, **self.budgets.status(lic.id, lic.dataset_id)}
 
     # ---- ledger --------------------------------------------------------------------------------------------
     def ledger_page(self, actor: Principal, start: int, limit: int, kind: str | None = None,

@@ -122,7 +122,11 @@ class DatasetStore:
 
     # ---- reading -------------------------------------------------------------------------------------------
     def scan_source(self, location: str) -> pds.Dataset:
-        """A scannable dataset over the memory-mapped serving copy (rebuilt from Parquet if it is missing).
+        """A scannable dataset over the memory-mapped serving copy (see :meth:`table`)."""
+        return pds.dataset(self.table(location))
+
+    def table(self, location: str) -> pa.Table:
+        """The dataset as a table over the memory-mapped serving copy (rebuilt from Parquet if it is missing).
 
         The mapping is opened once per dataset and kept: its pages stay mapped between queries, so a scan
         costs no page faults and no decoding (zero-copy batches straight from the page cache). Files under
@@ -147,7 +151,7 @@ class DatasetStore:
                 self._mapped.pop(location, None)
                 table = ipc.open_file(pa.memory_map(str(serving))).read_all()
                 self._mapped[location] = (identity, table)
-        return pds.dataset(table)
+        return table
 
     def _resolve(self, location: str) -> Path:
         path = (self.root / location).resolve()

@@ -11,10 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from node.keys import load_key
 from node.settings import Settings
+from privacy.pii import scan
 
 
 def dsnode(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -87,13 +89,19 @@ def test_commands_on_a_missing_home_say_what_to_do(tmp_path: Path) -> None:
 
 def test_demo_runs_end_to_end_and_keeps_its_home(tmp_path: Path) -> None:
     home = tmp_path / "demo"
-    out = dsnode("demo", "--home", str(home), "--rows", "2000").stdout
-    assert "demo complete" in out
-    for code in ("permission_denied", "unauthenticated", "column_not_licensed", "invalid_filter",
-                 "license_revoked"):
+    done = dsnode("demo", "--home", str(home), "--rows", "2000")
+    out = done.stdout
+    assert "demo complete" in out and "residual PII scan of the output: NOTHING found" in out
+    for code in ("permission_denied", "unauthenticated", "column_withheld", "invalid_filter", "budget_exhausted",
+                 "invalid_epsilon", "license_revoked"):
         assert code in out
     assert "ALLOWED" not in out
     assert (home / "dsnode.db").is_file()
+    # Nothing the demo prints is a clear direct identifier: every digit run that could be one is scanned.
+    candidates = re.findall(r"(?<![0-9A-Za-z])\d{11,19}X?(?![0-9A-Za-z])", out + done.stderr)
+    assert not scan(pa.table({"printed": pa.array(candidates or ["none"], pa.string())}))
+    assert not re.search(r"[王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗][\u4e00-\u9fff]{1,2}(?![\u4e00-\u9fff])",
+                         "".join(line for line in out.splitlines() if "│" in line and "*" in line))
 
 
 def test_settings_precedence_flags_over_env_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -122,7 +130,7 @@ def test_ledger_commands_verify_prove_and_name_tampering(tmp_path: Path) -> None
     key = re.search(r"verifier key: (\S+)", head)
     assert key and head_file.read_text().startswith("dsnode.local/")
     ok = dsnode("ledger", "verify", "--trusted-head", str(head_file), "--key", key.group(1), env=env).stdout
-    assert "ledger intact: 8 entries" in ok and "1 trusted heads verified" in ok
+    assert "ledger intact: 15 entries" in ok and "1 trusted heads verified" in ok
 
     dsnode("ledger", "proof", "5", "--out", str(receipt_file), env=env)
     checked = dsnode("ledger", "check-receipt", str(receipt_file), "--key", key.group(1)).stdout  # no home needed
@@ -134,8 +142,9 @@ def test_ledger_commands_verify_prove_and_name_tampering(tmp_path: Path) -> None
     assert bad.returncode == 3 and "receipt INVALID" in bad.stderr
 
     with sqlite3.connect(home / "dsnode.db") as db:
-        body = db.execute("SELECT body FROM ledger_entries WHERE seq = 6").fetchone()[0]
-        db.execute("UPDATE ledger_entries SET body = ? WHERE seq = 6", (body.replace(b'"rows":', b'"rowz":'),))
+        body = db.execute("SELECT body FROM ledger_entries WHERE seq = 8").fetchone()[0]
+        assert b'"kind":"access"' in body
+        db.execute("UPDATE ledger_entries SET body = ? WHERE seq = 8", (body.replace(b'"rows":', b'"rowz":'),))
     tampered = dsnode("ledger", "verify", env=env, check=False)
     assert tampered.returncode == 3
-    assert "ledger TAMPERED" in tampered.stderr and "entry 6:" in tampered.stderr
+    assert "ledger TAMPERED" in tampered.stderr and "entry 8:" in tampered.stderr

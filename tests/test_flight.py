@@ -41,7 +41,7 @@ from node.settings import Settings
 from tests.conftest import Clock, Harness, Party, start_node
 
 ROOT = Path(__file__).resolve().parent.parent
-# The licence ``World.cols_lic`` grants, deliberately not in schema order; name, resident_id and mobile stay out.
+# The licence ``World.cols_lic`` grants, deliberately not in schema order; segment, score and channel stay out.
 LICENSED = ["income", "city", "age", "label", "gender"]
 # Rows padded to ~8 KiB so that 100-row batches (~0.8 MB) fill gRPC's flow-control window (a few MB) long
 # before the stream ends: the server cannot have sent the whole table by the time the test revokes.
@@ -183,7 +183,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, people: pa.Table) -> Iterato
             cols_lic=h.grant(provider, people_id, buyer, columns=LICENSED)["id"],
             typed_lic=h.grant(provider, typed_id, buyer)["id"],
             small_lic=h.grant(provider, small_id, buyer)["id"],
-            agg_lic=h.grant(provider, people_id, buyer, mode="aggregate")["id"],
+            agg_lic=h.grant(provider, people_id, buyer, mode="aggregate", epsilon=1)["id"],
             others_lic=h.grant(provider, people_id, other)["id"],
             others_revoked=revoked,
         )
@@ -333,8 +333,8 @@ def test_list_flights_shows_exactly_the_callers_live_rows_licences(sqlite_harnes
     whole = h.grant(provider, small_id, alice)["id"]
     revoked = h.grant(provider, people_id, alice)["id"]
     assert h.http.post(f"/v1/licenses/{revoked}/revoke", headers=provider.headers).status_code == 200
-    h.grant(provider, people_id, alice, mode="aggregate")
-    bobs = h.grant(provider, people_id, bob, columns=["name"])["id"]
+    h.grant(provider, people_id, alice, mode="aggregate", epsilon=1)
+    bobs = h.grant(provider, people_id, bob, columns=["segment"])["id"]
     client = h.flight()
 
     infos = {json.loads(i.descriptor.command)["license"]: i for i in client.list_flights(options=alice.flight_options)}
@@ -414,7 +414,7 @@ PEOPLE_FILTERS: dict[str, tuple[list[list[Any]], Callable[[pa.Table], Any]]] = {
     "string =": ([["city", "=", "北京"]], lambda t: pc.equal(t["city"], "北京")),
     "string !=": ([["gender", "!=", "男"]], lambda t: pc.not_equal(t["gender"], "男")),
     "string <": ([["city", "<", "广州"]], lambda t: pc.less(t["city"], "广州")),
-    "string >=": ([["mobile", ">=", "18"]], lambda t: pc.greater_equal(t["mobile"], "18")),
+    "string >=": ([["channel", ">=", "m"]], lambda t: pc.greater_equal(t["channel"], "m")),
     "string in": ([["city", "in", ["北京", "上海", "纽约"]]],
                   lambda t: pc.is_in(t["city"], pa.array(["北京", "上海", "纽约"]))),
     "combined": ([["age", ">=", 30], ["age", "<", 50], ["gender", "=", "女"], ["city", "in", ["北京", "深圳", "成都"]],
@@ -434,7 +434,7 @@ EMPTY_FILTERS = {
 @pytest.mark.parametrize("case", list(PEOPLE_FILTERS))
 def test_filters_match_pyarrow_compute(world: World, people: pa.Table, case: str) -> None:
     where, mask = PEOPLE_FILTERS[case]
-    columns = ["name", "mobile", "city", "gender", "age", "income", "label"]
+    columns = ["segment", "channel", "city", "gender", "age", "income", "label"]
     got = fetch(world.client(), world.buyer, world.cmd(world.all_lic, columns=columns, where=where))
     expected = people.filter(mask(people)).select(columns)
     assert 0 < expected.num_rows < people.num_rows
@@ -609,10 +609,10 @@ BAD_INPUT: dict[str, Case] = {
     "unknown column": (lambda w: w.cmd(columns=["city", "nope"]), S, "unknown_column"),
     "unknown column in where": (lambda w: w.cmd(where=[["nope", "=", 1]]), S, "unknown_column"),
     "column case differs": (lambda w: w.cmd(columns=["City"]), S, "unknown_column"),
-    "column not licensed": (lambda w: w.cmd(columns=["city", "name"]), U, "column_not_licensed"),
-    "column not licensed in where only": (lambda w: w.cmd(columns=["city"], where=[["resident_id", "=", "x"]]),
+    "column not licensed": (lambda w: w.cmd(columns=["city", "segment"]), U, "column_not_licensed"),
+    "column not licensed in where only": (lambda w: w.cmd(columns=["city"], where=[["segment", "=", "x"]]),
                                           U, "column_not_licensed"),
-    "column not licensed in where, default columns": (lambda w: w.cmd(where=[["mobile", ">", "1"]]),
+    "column not licensed in where, default columns": (lambda w: w.cmd(where=[["channel", ">", "1"]]),
                                                       U, "column_not_licensed"),
     # licences
     "licence for another dataset": (lambda w: w.cmd(w.small_lic, w.people), U, "permission_denied"),
@@ -863,8 +863,9 @@ def test_unknown_errors_in_do_get_do_not_leak(sqlite_harness: Harness, people: p
     BREAKAGES[breakage](h.home / "data" / "datasets" / ds)
 
     client = h.flight()
+    fresh = h.grant(provider, ds, buyer)["id"]  # its release is built from the broken files
     with caplog.at_level(logging.ERROR, logger="dsnode.flight"), pytest.raises(fl.FlightError) as caught:
-        fetch(client, buyer, cmd)
+        fetch(client, buyer, command(license=fresh, dataset=ds))
     assert_internal_without_detail(caught.value, h, ds, caplog)
     assert fetch(client, buyer, command(license=healthy_lic, dataset=healthy)).num_rows == 5  # still serving
 

@@ -94,7 +94,8 @@ def test_every_state_change_leaves_an_entry(harness: Harness, people: pa.Table) 
     lic = act["license"]
     assert granted["subject"] == lic["id"] and granted["payload"] == {
         "license": lic["id"], "dataset": act["dataset"], "buyer": buyer.id, "mode": "rows",
-        "columns": ["city", "age"], "expires_at": None, "terms": {"purpose": "研究", "fee_fen": 1200}}
+        "columns": ["city", "age"], "expires_at": None, "terms": {"purpose": "研究", "fee_fen": 1200},
+        "epsilon": None}
     assert access["actor"] == buyer.id and access["payload"] == {
         "license": lic["id"], "dataset": act["dataset"], "query": hashlib.sha256(act["ticket"]).hexdigest(),
         "rows": act["rows"], "batches": 1, "outcome": "complete"}

@@ -1,0 +1,751 @@
+"""PII detection in Arrow tables: which columns hold personal identifiers, in Chinese and common formats.
+
+``detect`` classifies the columns of an input table from a fixed-seed sample, with two signals: the values (formats
+checked by their validators, not by shape alone) and the column name (中文 and English). It suggests a release
+policy role per column. ``scan`` is the residual check on an output table: every value of every column, reporting
+a column if any single value contains a validated direct identifier.
+
+Values are compared in a compact form: whitespace and hyphens are removed before digit formats are matched, so
+"+86 138-0013-8000" is a mobile number and "6222 0212 3456 7890 120" a card number. Masked values such as
+"138****8000" or "110105********002X" never validate. Both paths are vectorized with Arrow's RE2 kernels; check
+digits are verified with numpy on the regex candidates only, by the same rules as ``privacy.checksums``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from privacy.checksums import (
+    CARD_ISSUER_RANGES,
+    PROVINCE_CODES,
+    RESIDENCE_PERMIT_PREFIXES,
+    RESIDENT_ID_WEIGHTS,
+    USCC_ALPHABET,
+    USCC_WEIGHTS,
+    valid_bank_card,
+    valid_residence_permit,
+    valid_resident_id,
+    valid_uscc,
+)
+
+__all__ = ["ROLES", "Finding", "PiiKind", "PiiRole", "detect", "identify", "scan"]
+
+PiiKind = Literal["resident_id", "residence_permit", "mobile", "bank_card", "uscc", "email", "ip", "plate", "name",
+                  "birth_date", "gender", "age", "region", "postcode", "address"]
+PiiRole = Literal["direct_identifier", "quasi_identifier"]
+_QUASI: frozenset[PiiKind] = frozenset(("birth_date", "gender", "age", "region", "postcode", "address"))
+ROLES: Mapping[PiiKind, PiiRole] = {
+    k: "quasi_identifier" if k in _QUASI else "direct_identifier" for k in get_args(PiiKind)}
+
+# Kinds whose validated values are specific enough to report a column without a name hint. A personal name,
+# an age, a city or a date are ordinary values on their own.
+_VALUE_ONLY: frozenset[PiiKind] = frozenset(
+    ("resident_id", "residence_permit", "mobile", "bank_card", "uscc", "email", "ip", "plate", "gender", "address"))
+# How strongly one validated value indicates its kind (1 - rough false-positive rate on unrelated data).
+_STRENGTH: Mapping[PiiKind, float] = {
+    "resident_id": 0.99, "residence_permit": 0.99, "uscc": 0.95, "email": 0.97, "bank_card": 0.9, "ip": 0.9,
+    "plate": 0.9, "mobile": 0.85, "gender": 0.8, "address": 0.6, "name": 0.5, "birth_date": 0.5, "region": 0.4,
+    "postcode": 0.4, "age": 0.3,
+}
+_NAME_WEIGHT = 0.7  # weight of a column-name hint, scaled by the fraction of values with the kind's shape
+# scan()'s kinds; code = index + 1, and a value matching several kinds counts as the highest code.
+_SCAN_KINDS: tuple[PiiKind, ...] = ("email", "mobile", "bank_card", "uscc", "residence_permit", "resident_id")
+_CODE = {k: i + 1 for i, k in enumerate(_SCAN_KINDS)}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One column's strongest PII evidence. ``matched`` of the ``sampled`` non-null values validated as ``kind``
+    (for ``scan``: contained one); ``by_name`` says the column name suggests ``kind``; ``confidence`` in [0, 1]
+    combines both signals."""
+
+    column: str
+    kind: PiiKind
+    role: PiiRole
+    confidence: float
+    matched: int
+    sampled: int
+    by_name: bool
+
+    def __post_init__(self) -> None:
+        if self.kind not in ROLES or self.role != ROLES[self.kind]:
+            raise ValueError("unknown kind or a role that does not match it")
+        if not 0.0 <= self.confidence <= 1.0 or not 0 <= self.matched <= self.sampled:
+            raise ValueError("confidence outside [0, 1] or matched outside [0, sampled]")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"column": self.column, "kind": self.kind, "role": self.role, "confidence": self.confidence,
+                "matched": self.matched, "sampled": self.sampled, "by_name": self.by_name}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Finding:
+        return cls(str(data["column"]), data["kind"], data["role"], float(data["confidence"]), int(data["matched"]),
+                   int(data["sampled"]), bool(data["by_name"]))
+
+
+# --- patterns (RE2 for Arrow; the ASCII ones are also valid Python `re` patterns for identify) ---------------------
+_WS = " \t\r\n\f"  # explicit: RE2's \s and Python's \s disagree on \v
+# Full-width forms of the characters identifiers are made of, and the ideographic space (CJK input methods type
+# them): values holding one are NFKC-normalized before matching. Other full-width punctuation splits tokens anyway.
+_FULLWIDTH = r"[\x{FF05}\x{FF0B}\x{FF0D}\x{FF0E}\x{FF10}-\x{FF19}\x{FF20}-\x{FF3A}\x{FF3F}\x{FF41}-\x{FF5A}\x{3000}]"
+_SPLIT = r"[^0-9A-Za-z@._%+\-]+"  # scan tokens: anything that cannot be part of an email or a number
+_TRIM = "._-"
+_SEP = rf"[{_WS}\-]+"
+_USCC_CHARS = "[0-9A-HJ-NPQRTUWXY]"
+# A value can hold a direct identifier only if it has '@', 11+ digits or 18 USCC characters, gaps allowed.
+_PREFILTER = rf"@|\d(?:[{_WS}\-]*\d){{10}}|{_USCC_CHARS}(?:[{_WS}\-]*{_USCC_CHARS}){{17}}"
+_DIGIT_GAP = rf"(?<=\d)[{_WS}\-]+(?=\d)"  # Python only (RE2 has no lookaround); _tokens(join=True) in numpy
+_EMAIL = (r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
+          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,24}$")
+_MOBILE = r"^(?:\+?86|0086)?1[3-9]\d{9}$"
+_IPV4 = r"^\d{1,3}(?:\.\d{1,3}){3}$"
+_IPV6 = r"^[0-9A-Fa-f]*:[0-9A-Fa-f]*:[0-9A-Fa-f:.]*$"
+_PROVINCE_ABBR = "京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
+_PLATE_LETTER = "[A-HJ-NP-Z]"
+_PLATE = (rf"^[{_PROVINCE_ABBR}]{_PLATE_LETTER}(?:[A-HJ-NP-Z0-9]{{4}}[A-HJ-NP-Z0-9挂学警港澳]"
+          rf"|[DF][A-HJ-NP-Z0-9]\d{{4}}|\d{{5}}[DF])$")
+_SURNAMES = ("王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢"
+             "姜崔钟谭陆汪范金石廖贾夏韦付傅方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤常温康"
+             "施牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷"
+             "盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷"
+             "晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝")
+_COMPOUND_SURNAMES = "欧阳|司马|诸葛|上官|东方|皇甫|尉迟|公孙|慕容|长孙|宇文|司徒|夏侯|令狐|端木|独孤|南宫|西门"
+_NAME = rf"^(?:(?:{_COMPOUND_SURNAMES})\p{{Han}}{{1,2}}|[{_SURNAMES}]\p{{Han}}{{1,3}})$"
+_NAME_SHAPE = r"^\p{Han}{2,4}$|^\p{Han}{1,6}·\p{Han}{1,10}$|^[A-Za-z][A-Za-z .'\-]{1,39}$"
+_GENDER = ("男", "女", "男性", "女性", "male", "female")
+_GENDER_SHAPE = (*_GENDER, "m", "f", "u", "x", "0", "1", "2", "9", "未知", "其他", "unknown", "other")
+_AGE = r"^(?P<a>\d{1,3})(?:岁|周岁)?$"
+_DATE_SEP = r"^(?P<y>\d{4})[\-/.年](?P<m>\d{1,2})[\-/.月](?P<d>\d{1,2})日?(?:[ T].*)?$"
+_DATE_COMPACT = r"^(?P<y>\d{4})(?P<m>\d{2})(?P<d>\d{2})$"
+_POSTCODE = r"^[0-8]\d{5}$"
+_REGION = r"^\p{Han}{2,12}$|^[A-Za-z][A-Za-z .'\-]{1,39}$"
+_ADDRESS = r"(?:省|自治区|市).*?(?:区|县|旗|市|镇|乡).*?(?:路|街|道|巷|弄|胡同|村|号)"
+_ADDRESS_SHAPE = r"\p{Han}.*\p{Han}|\d+ [A-Za-z]{2,}"
+# Loose shapes: with a name hint, a column is reported when enough values have the kind's shape (validated or not).
+_SHAPES: Mapping[PiiKind, str] = {
+    "resident_id": r"^\d{15}$|^\d{17}[\dXx]$", "residence_permit": r"^8[123]0000\d{11}[\dXx]$",
+    "mobile": r"^\+?\d{7,15}$", "bank_card": r"^\d{12,19}$", "uscc": r"^[0-9A-Za-z]{15,18}$", "email": "@",
+    "ip": f"{_IPV4}|{_IPV6}", "plate": rf"^[{_PROVINCE_ABBR}][A-Za-z]", "name": _NAME_SHAPE,
+}
+
+# --- column-name hints ------------------------------------------------------------------------------------------
+_Phrases = tuple[tuple[str, ...], ...]
+_HINTS: Mapping[PiiKind, tuple[tuple[str, ...], _Phrases]] = {
+    "resident_id": (("身份证", "证件号", "身份号", "公民身份号码"), (
+        ("id", "card"), ("id", "no"), ("id", "number"), ("id", "num"), ("resident", "id"), ("identity", "card"),
+        ("identity", "no"), ("identity", "number"), ("national", "id"), ("citizen", "id"), ("sfz",), ("sfzh",))),
+    "residence_permit": (("居住证", "港澳台"), (("residence", "permit"), ("permit", "no"), ("permit", "number"))),
+    "mobile": (("手机", "电话", "联系方式", "联系号码", "移动号码"), (
+        ("mobile",), ("phone",), ("tel",), ("telephone",), ("cellphone",), ("cell",), ("msisdn",),
+        ("contact", "number"), ("contact", "phone"))),
+    "bank_card": (("银行卡", "卡号", "银行账号", "银行账户", "借记卡", "信用卡"), (
+        ("bank", "card"), ("card", "no"), ("card", "number"), ("card", "num"), ("pan",), ("bank", "account"),
+        ("account", "no"), ("account", "number"), ("credit", "card"), ("debit", "card"))),
+    "uscc": (("信用代码", "营业执照", "纳税人识别号", "税号"), (
+        ("uscc",), ("credit", "code"), ("social", "credit"), ("tax", "id"), ("taxpayer", "id"),
+        ("business", "license"))),
+    "email": (("邮箱", "电子邮件", "电邮", "邮件"), (("email",), ("e", "mail"), ("mail",), ("mailbox",))),
+    "ip": ((), (("ip",), ("ipv4",), ("ipv6",), ("ip", "addr"), ("client", "ip"), ("remote", "addr"))),
+    "plate": (("车牌", "号牌", "牌照"), (
+        ("plate",), ("license", "plate"), ("licence", "plate"), ("vehicle", "no"), ("car", "no"))),
+    "name": (("姓名", "名字", "联系人", "持卡人", "户名", "收件人", "收货人", "法定代表人", "负责人"), (
+        ("name",), ("full", "name"), ("surname",), ("real", "name"), ("cardholder",), ("holder", "name"),
+        ("contact", "person"))),
+    "birth_date": (("出生", "生日"), (("birth",), ("birthday",), ("birthdate",), ("dob",), ("born",))),
+    "gender": (("性别",), (("gender",), ("sex",))),
+    "age": (("年龄", "岁数", "周岁"), (("age",),)),
+    "region": (("城市", "省份", "所在省", "所在市", "地区", "区县", "区域", "籍贯", "户籍", "所在地", "地市"), (
+        ("city",), ("province",), ("region",), ("district",), ("county",), ("prefecture",), ("hometown",),
+        ("native", "place"))),
+    "postcode": (("邮编", "邮政编码"), (("zip",), ("zipcode",), ("postcode",), ("post", "code"), ("postal", "code"))),
+    "address": (("地址", "住址", "居住地", "住所"), (("address",), ("addr",), ("street",))),
+}
+# "name" next to these is the name of a thing, not of a person (company_name, 产品名称 ...).
+_NOT_PERSON = frozenset((
+    "company", "corp", "enterprise", "firm", "org", "organization", "organisation", "product", "goods", "item",
+    "sku", "file", "brand", "shop", "store", "merchant", "bank", "city", "province", "district", "county",
+    "country", "region", "street", "school", "hospital", "dept", "department", "table", "column", "field",
+    "dataset", "host", "domain", "project", "app", "device", "model", "category", "tag", "sheet", "user", "account",
+    "nick", "display", "screen", "login", "team", "group", "role", "course", "event", "job", "title", "channel",
+    "branch", "site", "server", "service", "type", "key", "index"))
+_NOT_PERSON_ZH = ("公司", "企业", "单位", "机构", "产品", "商品", "文件", "品牌", "店", "银行", "学校", "医院", "部门",
+                  "项目", "名称")
+
+
+def _name_kinds(column: str) -> frozenset[PiiKind]:
+    """Kinds the column name suggests. Chinese keywords match as substrings; English keywords as whole words
+    (snake_case, camelCase, kebab-case or run together: id_card, idCard, idcard), so "zip" is not "ip"."""
+    text = unicodedata.normalize("NFKC", column)
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text).lower()
+    raw = re.findall(r"[a-z]+\d*|\d+", text)
+    words = [raw, [w.rstrip("0123456789") or w for w in raw]]  # address1 is address
+    found: set[PiiKind] = set()
+    for kind, (zh, phrases) in _HINTS.items():
+        if any(k in text for k in zh) or any(_has_phrase(ws, p) for ws in words for p in phrases):
+            found.add(kind)
+    thing = any(w in _NOT_PERSON for ws in words for w in ws) or any(k in text for k in _NOT_PERSON_ZH)
+    if thing:
+        found.discard("name")
+    return frozenset(found)
+
+
+def _has_phrase(words: list[str], phrase: tuple[str, ...]) -> bool:
+    n = len(phrase)
+    return "".join(phrase) in words or any(tuple(words[i:i + n]) == phrase for i in range(len(words) - n + 1))
+
+
+# --- vectorized validators ------------------------------------------------------------------------------------
+_ID_WEIGHTS = np.array(RESIDENT_ID_WEIGHTS, dtype=np.int64)
+_ID_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
+_PROVINCES = np.array(sorted(PROVINCE_CODES), dtype=np.int64)
+_PERMITS = np.array(sorted(int(p) for p in RESIDENCE_PERMIT_PREFIXES), dtype=np.int64)
+_USCC_VALUE = np.full(256, -1, dtype=np.int8)
+_USCC_VALUE[np.frombuffer(USCC_ALPHABET.encode(), dtype=np.uint8)] = np.arange(31)
+_USCC_W = np.array(USCC_WEIGHTS, dtype=np.int64)
+_USCC_AUTHORITY = np.frombuffer(b"123456789ANY", dtype=np.uint8)
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+
+
+def _mask(values: pa.Array, pattern: str) -> np.ndarray:
+    result: np.ndarray = pc.match_substring_regex(values, pattern).to_numpy(zero_copy_only=False)
+    return result
+
+
+def _bytes(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(offsets relative to the first value, UTF-8 bytes of all values) of a null-free string array, zero-copy."""
+    if len(values) == 0:
+        return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
+    offset_type = np.int64 if pa.types.is_large_string(values.type) else np.int32
+    _, offsets_buf, data_buf = values.buffers()
+    offsets = np.frombuffer(offsets_buf, dtype=offset_type)[values.offset:values.offset + len(values) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8)[offsets[0]:offsets[-1]] if data_buf is not None else None
+    return offsets - offsets[0], np.zeros(0, dtype=np.uint8) if data is None else data
+
+
+def _fixed_width(values: pa.Array, width: int) -> np.ndarray:
+    """(n, width) uint8 matrix of a null-free string array whose values are all exactly ``width`` bytes."""
+    return _bytes(values)[1].reshape(len(values), width)
+
+
+def _any_byte(values: pa.Array, pick: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Per null-free string value: does any of its bytes satisfy ``pick`` (a vectorized byte predicate)? A byte
+    comparison over the data buffer is several times cheaper than a regex kernel call per value."""
+    offsets, data = _bytes(values)
+    out = np.zeros(len(values), dtype=bool)
+    nonempty = np.flatnonzero(offsets[1:] > offsets[:-1])
+    if nonempty.size:  # reduceat over the starts of non-empty values: each segment is exactly one value's bytes
+        out[nonempty] = np.logical_or.reduceat(pick(data), offsets[nonempty])
+    return out
+
+
+def _non_token_byte(data: np.ndarray) -> np.ndarray:
+    """Bytes outside ``[0-9A-Za-z@._%+-]``: the ones ``_SPLIT`` splits on (non-ASCII bytes included)."""
+    letter = data | 0x20
+    token = ((data >= ord("0")) & (data <= ord("9"))) | ((letter >= ord("a")) & (letter <= ord("z")))
+    for c in b"@._%+-":
+        token |= data == c
+    result: np.ndarray = ~token
+    return result
+
+
+def _wide_lead_byte(data: np.ndarray) -> np.ndarray:
+    """Lead bytes of U+F000-U+FFFF (full-width forms) and U+3000-U+3FFF (the ideographic space) in UTF-8."""
+    result: np.ndarray = (data == 0xEF) | (data == 0xE3)
+    return result
+
+
+# The validators below take a character-major matrix: ``cols[i]`` holds the i-th byte of every value, so each
+# step is one contiguous vector operation (about ten times faster than reducing a value-major matrix by rows).
+def _number(cols: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """The decimal number written by byte rows ``start:stop`` (already known to be digits), as int64."""
+    n = np.zeros(cols.shape[1], dtype=np.int64)
+    for row in cols[start:stop]:
+        n = n * 10 + (row - 48)
+    return n
+
+
+def _weighted(cols: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """sum_i weights[i] * cols[i] over the first len(weights) rows (small values: int32 cannot overflow)."""
+    acc = np.zeros(cols.shape[1], dtype=np.int32)
+    for row, w in zip(cols, weights.tolist(), strict=False):
+        acc += np.multiply(row, w, dtype=np.int32)
+    return acc
+
+
+def _columns(cols: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``cols`` restricted to values ``rows`` (no copy when that is all of them)."""
+    return cols if rows.size == cols.shape[1] else cols[:, rows]
+
+
+def _all_digits(cols: np.ndarray) -> np.ndarray:
+    """Per value: every byte row of ``cols`` is an ASCII digit (uint8 wrap-around makes this one comparison)."""
+    result: np.ndarray = np.all((cols - np.uint8(48)) <= 9, axis=0)
+    return result
+
+
+def _valid_dates(y: np.ndarray, m: np.ndarray, d: np.ndarray, today: dt.date) -> np.ndarray:
+    """Element-wise: (y, m, d) is a real calendar date in [1900-01-01, today]."""
+    leap = (y % 4 == 0) & ((y % 100 != 0) | (y % 400 == 0))
+    month_ok = (m >= 1) & (m <= 12)
+    last = _DAYS_IN_MONTH[np.where(month_ok, m, 0)] + (leap & (m == 2))
+    ymd = y * 10_000 + m * 100 + d
+    today_ymd = today.year * 10_000 + today.month * 100 + today.day
+    result: np.ndarray = month_ok & (d >= 1) & (d <= last) & (ymd >= 19_000_101) & (ymd <= today_ymd)
+    return result
+
+
+def _id_codes(cols: np.ndarray, today: dt.date) -> np.ndarray:
+    """Element-wise resident_id / residence_permit code (or 0) of 17 digit rows + one [0-9Xx] row: exactly
+    ``valid_resident_id`` and ``valid_residence_permit``."""
+    check = _ID_CHECK[(_weighted(cols, _ID_WEIGHTS) - 48 * int(_ID_WEIGHTS.sum())) % 11]  # bytes, not digits
+    last = np.where(cols[17] == ord("x"), ord("X"), cols[17])
+    ok = (check == last) & _valid_dates(_number(cols, 6, 10), _number(cols, 10, 12), _number(cols, 12, 14), today)
+    prefix = _number(cols, 0, 6)
+    permit = np.isin(prefix, _PERMITS)
+    resident = ~permit & np.isin(prefix // 10_000, _PROVINCES)
+    return np.where(ok & resident, _CODE["resident_id"], np.where(ok & permit, _CODE["residence_permit"], 0))
+
+
+def _uscc_ok(cols: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Element-wise ``valid_uscc`` of 18 byte rows, all in ``USCC_ALPHABET``; ``v`` their alphabet values."""
+    check = (31 - _weighted(v, _USCC_W) % 31) % 31
+    region = np.where(_all_digits(cols[2:8]), _number(cols, 2, 4), -1)
+    result: np.ndarray = ((check == v[17]) & np.isin(cols[0], _USCC_AUTHORITY) & (cols[1] >= ord("1"))
+                          & (cols[1] <= ord("9")) & (np.isin(region, _PROVINCES) | (region == 10)))
+    return result
+
+
+def _card_ok(cols: np.ndarray) -> np.ndarray:
+    """Element-wise ``valid_bank_card`` of digit rows (the card length is the number of rows)."""
+    width = len(cols)
+    total = np.zeros(cols.shape[1], dtype=np.int64)
+    for i, row in enumerate(cols):
+        d = row.astype(np.int64) - 48
+        if (width - 1 - i) % 2:  # every second digit from the right, the check digit not included, is doubled
+            d = 2 * d - 9 * (d > 4)
+        total += d
+    issuer = np.zeros(cols.shape[1], dtype=bool)
+    for k, lo, hi, lengths in CARD_ISSUER_RANGES:
+        if width in lengths:
+            prefix = _number(cols, 0, k)
+            issuer |= (prefix >= lo) & (prefix <= hi)
+    result: np.ndarray = (total % 10 == 0) & issuer
+    return result
+
+
+_MOBILE_PREFIXES = {11: b"", 13: b"86", 14: b"+86", 15: b"0086"}  # compact width -> country-code prefix
+
+
+def _width_codes(m: np.ndarray, today: dt.date) -> np.ndarray:
+    """Codes of an (n, width) byte matrix of compact values, in priority order (resident ID or permit, USCC, card,
+    mobile) so each check only sees rows a stronger kind did not claim. The shapes are exactly the regexes
+    ``^\\d{17}[\\dXx]$``, ``^[0-9A-HJ-NPQRTUWXY]{18}$``, ``^\\d{15,19}$`` and ``_MOBILE``, then the validators."""
+    cols = np.ascontiguousarray(m.T)
+    width = len(cols)
+    code = np.zeros(cols.shape[1], dtype=np.int8)
+    if width == 18:
+        last = cols[17]
+        id_like = np.flatnonzero(_all_digits(cols[:17]) & (((last - np.uint8(48)) <= 9) | ((last | 0x20) == ord("x"))))
+        code[id_like] = _id_codes(_columns(cols, id_like), today)
+        rest = np.flatnonzero(code == 0)
+        v = _USCC_VALUE[_columns(cols, rest)]
+        alphabet = np.all(v >= 0, axis=0)
+        rest, v = rest[alphabet], v[:, alphabet]
+        code[rest[_uscc_ok(_columns(cols, rest), v)]] = _CODE["uscc"]
+    if 15 <= width <= 19:
+        rest = np.flatnonzero(code == 0)
+        rest = rest[_all_digits(_columns(cols, rest))]
+        code[rest[_card_ok(_columns(cols, rest))]] = _CODE["bank_card"]
+    if width in _MOBILE_PREFIXES:
+        prefix = np.frombuffer(_MOBILE_PREFIXES[width], dtype=np.uint8)[:, None]
+        mobile = (_all_digits(cols[-11:]) & (cols[-11] == ord("1")) & (cols[-10] >= ord("3"))
+                  & (cols[:width - 11] == prefix).all(axis=0))
+        code[mobile] = _CODE["mobile"]
+    return code
+
+
+def _direct_codes(values: pa.Array, today: dt.date, *, whole: bool) -> np.ndarray:
+    """Per null-free string: the highest ``_SCAN_KINDS`` code it validates as, or 0. Values are tokens (no
+    whitespace inside) unless ``whole``, when inner whitespace is removed too (detect's whole-value rule)."""
+    trimmed = pc.utf8_trim(values, characters=_TRIM)
+    compact = trimmed
+    if _any_byte(trimmed, lambda d: d == ord("-")).any():
+        compact = pc.replace_substring(trimmed, "-", "")
+    if whole:
+        compact = pc.replace_substring_regex(compact, _SEP, "")
+    codes = np.zeros(len(values), dtype=np.int8)
+    widths = pc.binary_length(compact).to_numpy(zero_copy_only=False)
+    for width in range(11, 20):
+        rows = np.flatnonzero(widths == width)
+        if rows.size:
+            codes[rows] = _width_codes(_fixed_width(compact.take(rows), width), today)
+    at = np.flatnonzero((codes == 0) & _any_byte(trimmed, lambda d: d == ord("@")))
+    if at.size:
+        codes[at[_mask(trimmed.take(at), _EMAIL)]] = _CODE["email"]
+    return codes
+
+
+def _separator_byte(data: np.ndarray) -> np.ndarray:
+    result: np.ndarray = (data == ord(" ")) | (data == ord("-")) | ((data >= ord("\t")) & (data <= ord("\r"))
+                                                                    & (data != ord("\v")))
+    return result
+
+
+def _join_digit_groups(data: np.ndarray, value_of: np.ndarray) -> np.ndarray:
+    """Which bytes to keep so that every maximal run of whitespace and hyphens with a digit of the same value on
+    both sides disappears (what ``_DIGIT_GAP`` does). Works on runs, not bytes; ``value_of`` maps byte to value."""
+    edges = np.diff(_separator_byte(data).view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    run_start, run_end = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    inner = (run_start > 0) & (run_end < data.size)
+    run_start, run_end = run_start[inner], run_end[inner]
+    joins = (((data[run_start - 1] - np.uint8(48)) <= 9) & ((data[run_end] - np.uint8(48)) <= 9)
+             & (value_of[run_start - 1] == value_of[run_end]))
+    run_start, run_end = run_start[joins], run_end[joins]
+    keep = np.ones(data.size, dtype=bool)
+    lengths = run_end - run_start
+    keep[np.repeat(run_start - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))] = False
+    return keep
+
+
+def _tokens(values: pa.Array, *, join: bool) -> tuple[pa.Array, np.ndarray]:
+    """The tokens of null-free strings (maximal runs of ``[0-9A-Za-z@._%+-]``, what ``_SPLIT`` leaves) as a
+    large_string array, and the index of the value each came from. With ``join``, digit groups separated by
+    whitespace or hyphens are joined first ("138 0013 8000" is one token). Byte-level numpy; tokens are ASCII."""
+    offsets, data = _bytes(values)
+    value_of = np.repeat(np.arange(len(values), dtype=np.int32), np.diff(offsets))
+    if join and data.size:
+        keep = _join_digit_groups(data, value_of)
+        data, value_of = data[keep], value_of[keep]
+    inside = ~_non_token_byte(data)
+    new_value = np.ones(data.size + 1, dtype=bool)  # a token never spans two values
+    new_value[1:-1] = value_of[1:] != value_of[:-1]
+    first = inside.copy()
+    first[1:] &= ~inside[:-1] | new_value[1:-1]
+    last = inside.copy()
+    last[:-1] &= ~inside[1:] | new_value[1:-1]
+    starts = np.flatnonzero(first)
+    token_offsets = np.zeros(starts.size + 1, dtype=np.int64)
+    np.cumsum(np.flatnonzero(last) + 1 - starts, out=token_offsets[1:])
+    tokens = pa.Array.from_buffers(pa.large_string(), starts.size, [
+        None, pa.py_buffer(token_offsets), pa.py_buffer(np.ascontiguousarray(data[inside]))])
+    return tokens, value_of[starts]
+
+
+def _token_codes(values: pa.Array, today: dt.date, *, join: bool) -> np.ndarray:
+    """Per value: the highest code over its tokens."""
+    tokens, parents = _tokens(values, join=join)
+    token_codes = _direct_codes(tokens, today, whole=False)
+    out = np.zeros(len(values), dtype=np.int8)
+    hit = token_codes > 0
+    np.maximum.at(out, parents[hit], token_codes[hit])
+    return out
+
+
+def _fold_width(values: pa.Array) -> pa.Array:
+    """NFKC-normalize the values holding full-width forms (１３８００１３８０００ is a mobile number)."""
+    wide = _any_byte(values, _wide_lead_byte)
+    if wide.any():
+        rows = np.flatnonzero(wide)
+        wide[rows] = _mask(values.take(rows), _FULLWIDTH)
+    if not wide.any():
+        return values
+    mask = pa.array(wide)
+    return pc.replace_with_mask(values, mask, pc.utf8_normalize(values.filter(mask), form="NFKC"))
+
+
+def _scan_strings(values: pa.Array, today: dt.date) -> np.ndarray:
+    """scan()'s rule per null-free string value (full-width forms folded): the highest code over its tokens as
+    written and, if whitespace separates digit groups ("6222 0212 3456 7890 128"), over the tokens after joining
+    them. A value that is one token is classified directly; others only if they pass a cheap prefilter."""
+    values = _fold_width(values)
+    codes = np.zeros(len(values), dtype=np.int8)
+    several = _any_byte(values, _non_token_byte)
+    if not several.all():
+        one = np.flatnonzero(~several)
+        codes[one] = _direct_codes(values if one.size == len(values) else values.take(one), today, whole=False)
+    candidates = np.flatnonzero(several)
+    if candidates.size:
+        candidates = candidates[_mask(values.take(candidates), _PREFILTER)]
+    if not candidates.size:
+        return codes
+    text = values.take(candidates)
+    codes[candidates] = np.maximum(_token_codes(text, today, join=False), _token_codes(text, today, join=True))
+    return codes
+
+
+# --- column values ----------------------------------------------------------------------------------------------
+def _as_strings(values: pa.Array, *, min_digits: int = 0) -> tuple[pa.Array, np.ndarray] | None:
+    """Null-free ``values`` as strings, with the positions they came from; None for a type that holds no text or
+    numbers. Numbers are written in decimal; with ``min_digits``, only integers of at least that many digits (and
+    integral floats below 2**53, exact in float64) are kept: shorter numbers cannot be identifiers."""
+    t = values.type
+    everything = np.arange(len(values))
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return values, everything
+    if pa.types.is_string_view(t):
+        return values.cast(pa.string()), everything
+    if pa.types.is_decimal(t):
+        return pc.cast(values, pa.string()), everything
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        x = values.to_numpy(zero_copy_only=False)
+        if pa.types.is_floating(t):
+            x = x.astype(np.float64)
+            integral = np.isfinite(x) & (np.floor(x) == x) & (np.abs(x) < 2.0**53)
+            keep = integral & (np.abs(x) >= 10.0 ** (min_digits - 1)) if min_digits else everything >= 0
+            whole = pa.array(np.where(integral, x, 0).astype(np.int64)).cast(pa.string())
+            text = pc.if_else(pa.array(integral), whole, pc.cast(values, pa.string()))
+            return text.filter(pa.array(keep)), np.flatnonzero(keep)
+        if min_digits:  # float64 is exact enough to compare magnitudes with a power of ten
+            keep = np.flatnonzero(np.abs(x.astype(np.float64)) >= 10.0 ** (min_digits - 1))
+            return pc.cast(pa.array(x[keep]), pa.string()), keep
+        return pc.cast(values, pa.string()), everything
+    return None
+
+
+def _decoded_type(t: pa.DataType) -> pa.DataType:
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
+def _non_null(values: pa.Array) -> pa.Array:
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    return values.drop_null()
+
+
+# --- scan ---------------------------------------------------------------------------------------------------------
+def _scan_chunk(chunk: pa.Array, today: dt.date) -> np.ndarray | None:
+    """Codes of the non-null values of one chunk, or None when its type cannot hold an identifier."""
+    if pa.types.is_dictionary(chunk.type):
+        entries = _scan_chunk(chunk.dictionary, today)
+        if entries is None:
+            return None
+        per_entry = np.zeros(len(chunk.dictionary), dtype=np.int8)
+        per_entry[chunk.dictionary.is_valid().to_numpy(zero_copy_only=False)] = entries
+        indices = chunk.indices.drop_null().to_numpy(zero_copy_only=False)
+        result: np.ndarray = per_entry[indices]
+        return result
+    values = chunk.drop_null()
+    converted = _as_strings(values, min_digits=11)
+    if converted is None:
+        return None
+    text, positions = converted
+    codes = np.zeros(len(values), dtype=np.int8)
+    if len(text):
+        codes[positions] = _scan_strings(text, today)
+    return codes
+
+
+def scan(table: pa.Table, *, today: dt.date | None = None) -> list[Finding]:
+    """Every column in which at least one value contains a validated direct identifier (resident_id,
+    residence_permit, mobile, bank_card, uscc, email), examining every row: the residual check that an output
+    table leaks no identifier in clear.
+
+    A value "contains" an identifier when one of its tokens (maximal runs of ``[0-9A-Za-z@._%+-]``, also after
+    joining digit groups separated by whitespace) validates as a whole, so identifiers inside free text are found
+    but a hex pseudonym never is (its digits are not a token of their own). String, large_string, string_view,
+    dictionary, integer (11+ digits), float (integral, 11-16 digits) and decimal columns are examined; others are
+    skipped. Per column the finding's kind is the one most values contain (ties: the more specific kind),
+    ``matched`` counts those values, ``sampled`` all non-null values, and ``confidence`` is the evidence of one
+    validated value combined with the name hint. Deliberately conservative: a column of random 11-digit numbers
+    starting 13-19, or of 16-19 digit numbers (about 2% pass Luhn and an issuer range), is reported.
+    ``today`` (default: the system date) bounds birth dates."""
+    day = today or dt.date.today()
+    findings = []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        counts = np.zeros(len(_SCAN_KINDS) + 1, dtype=np.int64)
+        examined, supported = 0, True
+        for chunk in column.chunks:
+            codes = _scan_chunk(chunk, day)
+            if codes is None:
+                supported = False
+                break
+            examined += len(codes)
+            counts += np.bincount(codes, minlength=len(counts))
+        if not supported or not counts[1:].any():
+            continue
+        code = int(np.flatnonzero(counts[1:] == counts[1:].max())[-1]) + 1
+        kind = _SCAN_KINDS[code - 1]
+        by_name = kind in _name_kinds(name)
+        confidence = 1 - (1 - _STRENGTH[kind]) * (1 - _NAME_WEIGHT * by_name)
+        findings.append(Finding(name, kind, ROLES[kind], confidence, int(counts[code]), examined, by_name))
+    return findings
+
+
+# --- detect ---------------------------------------------------------------------------------------------------
+def _date_ok(text: pa.Array, today: dt.date) -> np.ndarray:
+    ok = np.zeros(len(text), dtype=bool)
+    for pattern in (_DATE_SEP, _DATE_COMPACT):
+        parts = pc.extract_regex(text, pattern=pattern)
+        matched = parts.is_valid().to_numpy(zero_copy_only=False)
+        if matched.any():
+            hit = parts.filter(parts.is_valid())
+            y, m, d = (pc.cast(hit.field(f), pa.int64()).to_numpy() for f in "ymd")
+            ok[np.flatnonzero(matched)[_valid_dates(y, m, d, today)]] = True
+    return ok
+
+
+def _ip_ok(text: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    shape = _mask(text, _SHAPES["ip"])
+    valid = np.zeros(len(text), dtype=bool)
+    for i in np.flatnonzero(shape):
+        try:
+            ipaddress.ip_address(text[int(i)].as_py())
+        except ValueError:
+            continue
+        valid[i] = True
+    return valid, shape
+
+
+def _string_evidence(values: pa.Array, hints: frozenset[PiiKind], today: dt.date
+                     ) -> dict[PiiKind, tuple[np.ndarray, np.ndarray]]:
+    """(validated, shape) masks per kind worth evaluating: the value-only kinds and the hinted ones."""
+    trimmed = pc.utf8_trim_whitespace(_fold_width(values))
+    compact = pc.replace_substring_regex(trimmed, _SEP, "")
+    codes = _direct_codes(trimmed, today, whole=True)
+    out: dict[PiiKind, tuple[np.ndarray, np.ndarray]] = {}
+    for kind in _SCAN_KINDS:
+        valid = codes == _CODE[kind]
+        shape_of = trimmed if kind == "email" else compact
+        out[kind] = (valid, valid | _mask(shape_of, _SHAPES[kind]) if kind in hints else valid)
+    out["ip"] = _ip_ok(trimmed)
+    plates = pc.utf8_upper(pc.replace_substring_regex(compact, "[·•.]", ""))
+    out["plate"] = (_mask(plates, _PLATE), _mask(plates, _SHAPES["plate"]))
+    lower = pc.utf8_lower(trimmed)
+    out["gender"] = (pc.is_in(lower, pa.array(_GENDER)).to_numpy(zero_copy_only=False),
+                     pc.is_in(lower, pa.array(_GENDER_SHAPE)).to_numpy(zero_copy_only=False))
+    address = _mask(trimmed, _ADDRESS)
+    out["address"] = (address, address | _mask(trimmed, _ADDRESS_SHAPE))
+    if "name" in hints:
+        out["name"] = (_mask(trimmed, _NAME), _mask(trimmed, _NAME) | _mask(trimmed, _NAME_SHAPE))
+    if "age" in hints:
+        ages = pc.extract_regex(trimmed, pattern=_AGE)
+        is_age = ages.is_valid().to_numpy(zero_copy_only=False)
+        years = np.zeros(len(values), dtype=np.int64)
+        years[is_age] = pc.cast(ages.filter(ages.is_valid()).field("a"), pa.int64()).to_numpy()
+        out["age"] = (is_age & (years <= 120),) * 2
+    if "birth_date" in hints:
+        out["birth_date"] = (_date_ok(trimmed, today),) * 2
+    if "postcode" in hints:
+        out["postcode"] = (_mask(compact, _POSTCODE),) * 2
+    if "region" in hints:
+        out["region"] = (_mask(trimmed, _REGION),) * 2
+    return out
+
+
+def _temporal_evidence(values: pa.Array, today: dt.date) -> dict[PiiKind, tuple[np.ndarray, np.ndarray]]:
+    days = pc.cast(values, pa.date32(), safe=False).cast(pa.int32()).to_numpy(zero_copy_only=False)
+    lo, hi = ((d - dt.date(1970, 1, 1)).days for d in (dt.date(1900, 1, 1), today))
+    born = (days >= lo) & (days <= hi)
+    return {"birth_date": (born, born)}
+
+
+def _detect_column(name: str, column: pa.ChunkedArray, min_fraction: float, today: dt.date) -> Finding | None:
+    hints = _name_kinds(name)
+    values = pa.chunked_array([_non_null(c) for c in column.chunks], type=_decoded_type(column.type)).combine_chunks()
+    n = len(values)
+    t = values.type
+    if n == 0:
+        return None
+    if pa.types.is_date(t) or pa.types.is_timestamp(t):
+        evidence = _temporal_evidence(values, today) if "birth_date" in hints else {}
+    else:
+        converted = _as_strings(values)
+        evidence = {} if converted is None else _string_evidence(converted[0], hints, today)
+    best: tuple[float, int, int, Finding] | None = None
+    for kind, (valid, shape) in evidence.items():
+        matched, shaped, by_name = int(valid.sum()), int(shape.sum()), kind in hints
+        if not ((kind in _VALUE_ONLY and matched >= min_fraction * n) or (by_name and shaped >= min_fraction / 2 * n)):
+            continue
+        name_evidence = _NAME_WEIGHT * shaped / n if by_name else 0.0
+        confidence = 1 - (1 - _STRENGTH[kind] * matched / n) * (1 - name_evidence)
+        rank = (confidence, matched, _CODE.get(kind, 0), Finding(name, kind, ROLES[kind], confidence, matched, n,
+                                                                  by_name))
+        if best is None or rank[:3] > best[:3]:
+            best = rank
+    return None if best is None else best[3]
+
+
+def detect(table: pa.Table, *, sample: int = 20_000, seed: int = 0, min_fraction: float = 0.5,
+           today: dt.date | None = None) -> list[Finding]:
+    """At most one finding per column (the strongest), from a sample of ``sample`` rows drawn without replacement
+    with ``numpy.random.default_rng(seed)`` (all rows if the table is smaller): same table and seed, same result.
+
+    Rule, per column and kind, over the ``n`` non-null sampled values:
+    - value evidence alone reports a column when at least ``min_fraction * n`` values *validate* (check digit,
+      region and birth date, issuer range, octets ...), for the kinds specific enough on their own: resident_id,
+      residence_permit, mobile, bank_card, uscc, email, ip, plate, gender (男/女/male/female), address (province/
+      city ... road/number pattern);
+    - a column name suggesting the kind (``_HINTS``, e.g. 身份证号, mobile, 性别, zip) reports it when at least
+      ``min_fraction / 2 * n`` values have the kind's *shape* (validated or merely well-formed: 18 digits for an ID,
+      7-15 digits for a phone, 2-4 CJK characters for a name, 0-120 for an age). Names, ages, regions, birth dates
+      and postcodes are reported only this way, and so are malformed identifiers under an identifier's name.
+    ``confidence = 1 - (1 - s * valid_fraction) * (1 - 0.7 * shape_fraction * by_name)`` where ``s`` is the
+    strength of one validated value of the kind (0.99 resident ID ... 0.3 age). Ties go to more matches, then the
+    more specific kind. Date and timestamp columns are considered only as birth dates under a birth-date name.
+    Whole values are classified (free text holding an identifier is ``scan``'s job). ``today`` (default: the
+    system date) bounds birth dates."""
+    if sample < 1 or not 0.0 < min_fraction <= 1.0:
+        raise ValueError("sample must be >= 1 and min_fraction in (0, 1]")
+    day = today or dt.date.today()
+    rows = table
+    if table.num_rows > sample:
+        chosen = np.random.default_rng(seed).choice(table.num_rows, size=sample, replace=False)
+        rows = table.take(pa.array(np.sort(chosen)))
+    findings = []
+    for name, column in zip(rows.column_names, rows.columns, strict=True):
+        finding = _detect_column(name, column, min_fraction, day)
+        if finding is not None:
+            findings.append(finding)
+    return findings
+
+
+# --- one value --------------------------------------------------------------------------------------------------
+_FULLWIDTH_RE = re.compile(_FULLWIDTH.replace("\\x{", "\\u").replace("}", ""))
+_SPLIT_RE = re.compile(_SPLIT, re.ASCII)
+_PREFILTER_RE = re.compile(_PREFILTER, re.ASCII)
+_DIGIT_GAP_RE = re.compile(_DIGIT_GAP, re.ASCII)
+_SEP_RE = re.compile(_SEP, re.ASCII)
+_MOBILE_RE = re.compile(_MOBILE, re.ASCII)
+_EMAIL_RE = re.compile(_EMAIL, re.ASCII)
+
+
+def _token_kind(token: str, today: dt.date) -> int:
+    trimmed = token.strip(_TRIM)
+    compact = _SEP_RE.sub("", trimmed)
+    if valid_resident_id(compact, today):
+        return _CODE["resident_id"]
+    if valid_residence_permit(compact, today):
+        return _CODE["residence_permit"]
+    if valid_uscc(compact):
+        return _CODE["uscc"]
+    if valid_bank_card(compact):
+        return _CODE["bank_card"]
+    if _MOBILE_RE.fullmatch(compact):
+        return _CODE["mobile"]
+    return _CODE["email"] if _EMAIL_RE.fullmatch(trimmed) else 0
+
+
+def identify(text: str, *, today: dt.date | None = None) -> PiiKind | None:
+    """The direct-identifier kind ``scan`` would count ``text`` as containing (the most specific one), or None:
+    the same rule, one value at a time in plain Python with the ``privacy.checksums`` validators."""
+    if _FULLWIDTH_RE.search(text):
+        text = unicodedata.normalize("NFKC", text)
+    if not _PREFILTER_RE.search(text):
+        return None
+    day = today or dt.date.today()
+    variants = [text]
+    joined = _DIGIT_GAP_RE.sub("", text)
+    if joined != text:
+        variants.append(joined)
+    best = max(_token_kind(token, day) for variant in variants for token in _SPLIT_RE.split(variant))
+    return _SCAN_KINDS[best - 1] if best else None
