@@ -165,7 +165,10 @@ class DataAccess:
         table = self._node.store.table(planned.dataset.location)
         needed = [c for c in table.column_names if c in {*spec.keys, spec.column, spec.privacy_unit}]
         table = pds.dataset(table).to_table(columns=needed, filter=planned.filter)
-        released = dp.release(table, spec)
+        try:  # refusals that only the data can reveal come after the charge, which stays spent
+            released = dp.release(table, spec)
+        except dp.DPError as exc:
+            raise InvalidArgument(str(exc), code=exc.code) from exc
         self._node.budgets.record(charge.id, {"mechanism": released.mechanism, "scale": released.scale})
         meta = {**released.metadata(), "dsnode.epsilon_charged": format_epsilon(charge.units),
                 "dsnode.license_epsilon_remaining": format_epsilon(charge.license_remaining),
@@ -180,7 +183,10 @@ class DataAccess:
                                            dataset_id=planned.dataset.id, mode="model",
                                            units=planned.command.epsilon, delta=spec.delta, query=query)
         table = self._node.store.table(planned.dataset.location).select([*spec.features, spec.label])
-        trained = model.train(table, spec)
+        try:  # too few usable rows or a non-binary label show only in the data: the charge stays spent
+            trained = model.train(table, spec)
+        except model.ModelError as exc:
+            raise InvalidArgument(str(exc), code=exc.code) from exc
         self._node.budgets.record(charge.id, {
             "accountant": trained.accountant, "epsilon": trained.epsilon, "delta": trained.delta,
             "steps": trained.steps, "noise_multiplier": trained.noise_multiplier,

@@ -333,3 +333,35 @@ def test_results_of_every_mode_leave_no_identifier(published: tuple[Harness, Par
     hist = _get(h, buyer, _agg(lic, ds["id"], "0.5", op="histogram", column="gender", group_by=["city"]))
     assert scan(hist) == [] and hist.num_rows == 20
     assert pc.min(hist["count"]).as_py() >= 0
+
+
+def test_the_concurrency_test_catches_a_check_then_act_budget(harness: Harness) -> None:
+    """The weakened variant of the concurrent-charge test: a budget read in one transaction and debited in
+    another (check, then act) overspends as soon as charges interleave — the same 'spent ≤ total' assertion
+    that passes for :class:`BudgetStore` fails here. The barrier forces the interleaving."""
+    db = harness.node.db
+    with db.transaction() as session:
+        session.execute(text("INSERT INTO privacy_budgets (scope, scope_id, total_units, spent_units) "
+                             "VALUES ('license', 'naive', 100, 0)"))
+    both_read = threading.Barrier(4)
+    granted: list[int] = []
+
+    def naive_charge() -> None:
+        with db.reader() as session:
+            spent, total = session.execute(text("SELECT spent_units, total_units FROM privacy_budgets "
+                                                "WHERE scope_id = 'naive'")).one()
+        both_read.wait()
+        if spent + 40 <= total:
+            with db.transaction() as session:
+                session.execute(text("UPDATE privacy_budgets SET spent_units = spent_units + 40 "
+                                     "WHERE scope_id = 'naive'"))
+            granted.append(40)
+
+    threads = [threading.Thread(target=naive_charge) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with db.reader() as session:
+        spent = session.execute(text("SELECT spent_units FROM privacy_budgets WHERE scope_id = 'naive'")).scalar()
+    assert sum(granted) == spent == 160 > 100  # overspent: what BudgetStore's guarded update prevents

@@ -217,6 +217,38 @@ def test_scan_counts_agree_with_the_reference_on_random_candidates() -> None:
     assert finding.kind == "resident_id" and finding.matched == expected and 0 < expected < 40_000
 
 
+def _theme_values(rng: np.random.Generator, theme: str, n: int) -> list[str]:
+    """Free text around identifiers of one kind, valid and not; neighbouring values often end and start with
+    characters that could continue a token, so a tokenizer that lets tokens cross values gets counts wrong."""
+    people = personal_records(n, seed=int(rng.integers(0, 1000)))
+    if theme == "mobile":
+        good = [f"{m[:3]} {m[3:7]}-{m[7:]}" for m in people["mobile"].to_pylist()]
+        bad = [m[:3] + "****" + m[-4:] for m in people["mobile"].to_pylist()]
+    elif theme == "resident_id":
+        good = people["resident_id"].to_pylist()
+        bad = [i[:17] + ("0" if i[17] != "0" else "1") for i in good]
+    elif theme == "bank_card":
+        good = [" ".join(c[i:i + 4] for i in range(0, 19, 4)) for c in
+                (card("622202" + f"{x:012d}") for x in rng.integers(0, 10**12, n))]
+        bad = [c[:-1] + str((int(c[-1]) + 1) % 10) for c in good]
+    else:
+        good = [f"user{i}@example.com" for i in range(n)]
+        bad = [f"user{i}@example" for i in range(n)]
+    pre = ["", "tel ", "手机：", "ID ", "a-", "x"]
+    post = ["", " ok", "，谢谢", " 12", "-", "9"]
+    return [pre[a] + (good if g else bad)[i] + post[b] for i, (a, b, g) in
+            enumerate(zip(rng.integers(0, 6, n), rng.integers(0, 6, n), rng.integers(0, 2, n), strict=True))]
+
+
+@pytest.mark.parametrize("theme", ["mobile", "resident_id", "bank_card", "email"])
+def test_scan_counts_agree_with_the_reference_on_free_text(theme: str) -> None:
+    values = _theme_values(np.random.default_rng(3), theme, 5000)
+    reference = [identify(v, today=TODAY) for v in values]
+    [finding] = scan(pa.table({"text": values}), today=TODAY)
+    assert finding.kind == max(set(reference) - {None}, key=lambda k: reference.count(k))
+    assert finding.matched == reference.count(finding.kind) > 1000
+
+
 # --- a checksum alone is not evidence -------------------------------------------------------------------------
 def test_random_18_digit_strings_pass_the_checksum_but_not_the_resident_id_rules() -> None:
     rng = np.random.default_rng(2026)
@@ -473,3 +505,13 @@ def test_scan_works_on_large_strings_and_chunked_columns_and_ignores_nulls() -> 
     [finding] = scan(pa.table({"身份证号": column}), today=TODAY)
     assert (finding.kind, finding.matched, finding.sampled, finding.by_name) == ("resident_id", 1000, 1010, True)
     assert finding.confidence > 0.99
+
+
+def test_scan_examines_utf8_binary_and_skips_types_that_hold_no_text() -> None:
+    table = pa.table({
+        "blob": pa.array(["备注 13800138000".encode(), b"x"], pa.binary()),
+        "not_utf8": pa.array([b"\xff13800138000", b"y"], pa.binary()),
+        "flag": pa.array([True, False]),
+        "born": pa.array([dt.date(1990, 1, 1), None], pa.date32()),
+    })
+    assert [(f.column, f.kind, f.sampled) for f in scan(table, today=TODAY)] == [("blob", "mobile", 2)]
