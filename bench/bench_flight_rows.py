@@ -97,8 +97,8 @@ def personal_table(rows: int, seed: int = 42) -> pa.Table:
 def release_privacy(table: pa.Table) -> dict[str, object]:
     rules: list[dict[str, object]] = [
         {"column": "customer_id", "role": "direct_identifier", "transform": "pseudonymize"},
-        {"column": "mobile", "role": "direct_identifier", "transform": "mask", "mask": {"keep_first": 3,
-                                                                                        "keep_last": 2}},
+        {"column": "mobile", "role": "direct_identifier", "transform": "mask", "mask": {"keep_first": 0,
+                                                                                        "keep_last": 4}},
         {"column": "city", "role": "quasi_identifier", "transform": "keep"},
         {"column": "gender", "role": "quasi_identifier", "transform": "keep"},
         {"column": "age", "role": "quasi_identifier", "transform": "generalize",
@@ -225,10 +225,9 @@ def main() -> None:
                 f"{node_rows / node_s / 1e6:.1f}", " ".join(f"{t:.2f}" for t in node_times))
     out.add_row("dsnode governed rows (cold: first query)", f"{cold:.3f}", "", f"{cold_rows / cold / 1e6:.1f}", "")
     console.print(out)
-    # Throughput in source rows per second: the release may suppress rows, which must not count as speed.
-    ratio = (raw_rows / raw_s) / (raw_rows / node_s) if args.scenario == "passthrough" else raw_s / node_s
+    # Throughput counts rows of the source per second: rows a release suppresses must not count as speed.
     target = "0.8" if args.scenario == "passthrough" else "0.5"
-    console.print(f"ratio governed / raw throughput (rows of the source per second): [bold]{1 / ratio:.2f}[/]"
+    console.print(f"ratio governed / raw throughput (source rows per second): [bold]{raw_s / node_s:.2f}[/]"
                   f" (target ≥ {target}); released rows {node_rows:,} of {raw_rows:,}")
 
 
