@@ -177,7 +177,8 @@ _PIECES = st.one_of(
               st.sampled_from(["11", "44", "99", "71", "19"]), st.integers(1890, 2030), st.integers(0, 999)),
     st.builds(lambda p, s: rid(f"{p}19900101{s:03d}"), st.sampled_from(["810000", "830000", "840000"]),
               st.integers(0, 999)),
-    st.builds(lambda body: uscc("91" + body), st.text(USCC_ALPHABET, min_size=15, max_size=15)),
+    st.builds(lambda r, body: uscc("91" + r + body), st.sampled_from(["350100", "110000", "990000", "35A100"]),
+              st.text(USCC_ALPHABET, min_size=9, max_size=9)),
     st.builds(lambda p, n: card(p + "".join(n)), st.sampled_from(["62", "4", "51", "37", "19"]),
               st.lists(st.sampled_from("0123456789"), min_size=13, max_size=17)),
     st.builds(lambda p, n: f"{p}{n:08d}", st.integers(120, 199), st.integers(0, 99_999_999)),
@@ -507,11 +508,13 @@ def test_scan_works_on_large_strings_and_chunked_columns_and_ignores_nulls() -> 
     assert finding.confidence > 0.99
 
 
-def test_scan_examines_utf8_binary_and_skips_types_that_hold_no_text() -> None:
+def test_scan_examines_utf8_binary_and_string_views_and_skips_types_that_hold_no_text() -> None:
     table = pa.table({
         "blob": pa.array(["备注 13800138000".encode(), b"x"], pa.binary()),
+        "view": pa.array(["x", "邮箱 zhang.san@example.com"], pa.string_view()),
         "not_utf8": pa.array([b"\xff13800138000", b"y"], pa.binary()),
         "flag": pa.array([True, False]),
         "born": pa.array([dt.date(1990, 1, 1), None], pa.date32()),
     })
-    assert [(f.column, f.kind, f.sampled) for f in scan(table, today=TODAY)] == [("blob", "mobile", 2)]
+    assert [(f.column, f.kind, f.sampled) for f in scan(table, today=TODAY)] == [
+        ("blob", "mobile", 2), ("view", "email", 2)]
