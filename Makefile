@@ -33,7 +33,11 @@ test: lint pytest
 bench: venv
 	$(BIN)/python bench/bench_authz.py
 	$(BIN)/python bench/bench_flight_rows.py
+	$(BIN)/python bench/bench_flight_rows.py --scenario release
 	$(BIN)/python bench/bench_ledger.py
+	$(BIN)/python bench/bench_dp_aggregate.py
+	$(BIN)/python bench/bench_pii.py
+	$(BIN)/python bench/bench_catalog.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
