@@ -16,7 +16,7 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "ApiToken", "Base", "CasbinRule", "Dataset", "LedgerCheckpoint", "LedgerEntry", "LedgerState", "License",
-    "Participant", "PrivacyBudget", "PrivacyCharge", "ROLES", "utcnow",
+    "Contribution", "Participant", "PrivacyBudget", "PrivacyCharge", "Quote", "ROLES", "Settlement", "utcnow",
 ]
 
 ROLES = ("operator", "provider", "buyer", "exchange")
@@ -89,6 +89,8 @@ class Dataset(Base):
     release_policy: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None,
                                                                    doc="privacy.policy.ReleasePolicy JSON")
     pii: Mapped[list[Any] | None] = mapped_column(JSON, default=None, doc="PII findings at publish")
+    quality: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, doc="pricing.quality report JSON")
+    grade: Mapped[str | None] = mapped_column(String(1), default=None, doc="A-E; E is not tradable")
 
 
 class License(Base):
@@ -195,3 +197,47 @@ class PrivacyCharge(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None,
                                                           doc="what was released: mechanism, accountant state")
+
+
+class Quote(Base):
+    """A signed price offer; accepting it (once) creates a licence."""
+
+    __tablename__ = "quotes"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    buyer_id: Mapped[str] = mapped_column(ForeignKey("participants.id"), index=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON, doc="pricing.Quote JSON, exactly as signed")
+    signature: Mapped[str] = mapped_column(String(200), doc="base64 Ed25519 over the RFC 8785 body")
+    price_fen: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    license_id: Mapped[str | None] = mapped_column(ForeignKey("licenses.id"), unique=True, default=None)
+    accepted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Contribution(Base):
+    """One contributor's recorded work on a dataset (volume, annotation, measured value), with input hashes."""
+
+    __tablename__ = "contributions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    contributor_id: Mapped[str] = mapped_column(ForeignKey("participants.id"))
+    kind: Mapped[str] = mapped_column(String(20), doc="volume | annotation | value")
+    amount: Mapped[str] = mapped_column(String(64), doc="exact decimal")
+    inputs_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Settlement(Base):
+    """A sale paid out to the dataset's contributors; payouts sum exactly to the price."""
+
+    __tablename__ = "settlements"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    quote_id: Mapped[str] = mapped_column(ForeignKey("quotes.id"), unique=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    price_fen: Mapped[int] = mapped_column(BigInteger)
+    payouts: Mapped[dict[str, Any]] = mapped_column(JSON, doc="participant id -> fen")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
