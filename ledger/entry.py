@@ -34,6 +34,8 @@ KINDS: Mapping[str, frozenset[str]] = {
     "license.revoked": frozenset({"license", "dataset", "reason"}),
     "access": frozenset({"license", "dataset", "query", "rows", "batches", "outcome"}),
     "policy.loosened": frozenset({"dataset", "column", "detected", "before", "after", "reason"}),
+    "quality.graded": frozenset({"dataset", "grade", "score", "tradable", "gates", "method", "policy_version",
+                                 "input_sha256", "report_sha256"}),
     "budget.charged": frozenset({"license", "dataset", "mode", "charge", "epsilon", "delta", "query",
                                  "license_remaining", "dataset_remaining"}),
 }

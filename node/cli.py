@@ -175,6 +175,37 @@ def dataset_publish(
     _run(body)
 
 
+@dataset_app.command("quality")
+def dataset_quality(
+    dataset: str, token: Token, home: Home = None,
+    reassess: Annotated[bool, typer.Option(help="Profile the data again (owner or operator).")] = False,
+) -> None:
+    """Show a dataset's quality report and grade; ``--reassess`` profiles it again with a progress bar."""
+
+    def body() -> None:
+        with _node(home) as node:
+            me = _me(node, token)
+            if reassess:
+                ds = node.service.get_dataset(me, dataset)
+                with Progress(TextColumn("profiling"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                              console=err, transient=True) as bar:
+                    task = bar.add_task("profile", total=ds.num_rows)
+                    report = node.service.reassess(me, dataset, lambda n: bar.update(task, completed=n))
+            else:
+                report = node.service.quality(me, dataset)
+        table = Table("dimension", "metric", "value", "of", title=f"quality of {dataset}: grade "
+                      f"{report.get('grade')} (score {report.get('score', 0):.3f})")
+        for dim in report.get("dimensions", []):
+            for m in dim["metrics"]:
+                value = "not assessed: " + (m.get("reason") or "") if m.get("value") is None else f"{m['value']:.3f}"
+                table.add_row(dim["name"], m["name"], value, f"{m.get('denominator', '')} {m.get('unit', '')}")
+        console.print(table)
+        if report.get("gates"):
+            console.print("gates: " + ", ".join(report["gates"]))
+
+    _run(body)
+
+
 @dataset_app.command("list")
 def dataset_list(token: Token, home: Home = None) -> None:
     def body() -> None:

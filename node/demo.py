@@ -60,6 +60,12 @@ def _manifest() -> dict[str, Any]:
     return {"name": "consumer-credit-sample", "title": "消费信贷样本 Consumer credit sample",
             "description": "Synthetic personal records with a loan-default label (fixed seed).",
             "license_text": "Research use only; no re-identification.", "tags": ["finance", "credit"],
+            "contact": "data-office@hz-bank.example",
+            "provenance": {"source": "core banking system (synthetic stand-in)", "collection_method": "generated",
+                           "time_span": "2025", "processing": "fixed-seed generator, no manual edits"},
+            "intended_uses": ["credit risk research", "model benchmarking"],
+            "limitations": "Synthetic; income distribution is log-normal by construction.",
+            "quality": {"label": "label", "label_values": [0, 1], "as_of": "2026-01-01"},
             "privacy": {"k": 5, "epsilon_cap": "5", "bounds": {"income": [0, 400_000], "age": [18, 80]},
                         "domains": {"city": _CITIES, "gender": ["男", "女"]}}}
 
@@ -104,6 +110,11 @@ def run_demo(home: Path | None, rows: int, console: Console) -> dict[str, Any]:
                       data={"manifest": json.dumps(_manifest(), ensure_ascii=False)})
         console.print(f"[bold]4. publish[/] {ds['id']} '{ds['title']}': {ds['num_rows']:,} rows, "
                       f"{len(ds['schema'])} columns, sha256 {ds['sha256'][:12]}…")
+        quality = call("GET", f"/v1/datasets/{ds['id']}/quality", provider["token"])
+        dims = ", ".join(f"{d['name']} {d['score']:.2f}" for d in quality["dimensions"] if d["score"] is not None)
+        console.print(f"   quality grade [bold]{quality['grade']}[/] (score {quality['score']:.3f}: {dims}); "
+                      f"{'tradable' if quality['tradable'] else 'NOT tradable'}"
+                      + (f"; gates: {', '.join(quality['gates'])}" if quality["gates"] else ""))
         policy = Table("column", "detected", "role", "released as", title="PII detection → proposed release policy")
         for rule in ds["release_policy"]["columns"]:
             how = rule["transform"] + (f" {json.dumps(rule.get('generalization') or rule.get('mask'))}"

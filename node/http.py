@@ -186,6 +186,12 @@ def create_app(node: "Node") -> FastAPI:
     def get_dataset(dataset_id: str, caller: Caller) -> dict[str, Any]:
         return dataset_json(service.get_dataset(caller, dataset_id))
 
+    @app.get("/v1/datasets/{dataset_id}/quality", tags=["datasets"])
+    def dataset_quality(dataset_id: str, caller: Caller) -> dict[str, Any]:
+        """The quality report: every metric with its denominator (or why it was not assessed), dimension scores,
+        grade A-E, the gates applied, and the hashes recorded on the ledger."""
+        return service.quality(caller, dataset_id)
+
     # ---- licences -----------------------------------------------------------------------------------------
     @app.post("/v1/licenses", status_code=201, tags=["licenses"])
     def grant_license(body: LicenseIn, caller: Caller) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from ledger import Entry, Receipt, canonical_json
 from node.authz import Authorizer, Resource
@@ -30,6 +31,7 @@ from node.manifest import LicenseRequest, Manifest, PrivacyDeclarations
 from node.models import ROLES, ApiToken, Dataset, License, Participant, utcnow
 from node.release import ReleaseStore
 from node.storage import DatasetStore, FileFormat
+from pricing.quality import QualityError, QualityInputs, QualityReport, assess
 from privacy.budget import format_epsilon
 from privacy.pii import Finding, detect
 from privacy.policy import Loosening, ReleasePolicy, changes, propose
@@ -64,6 +66,7 @@ def dataset_json(ds: Dataset) -> dict[str, Any]:
         "created_at": ds.created_at.isoformat(),
         "release_policy": ds.release_policy,
         "pii": ds.pii,
+        "grade": ds.grade,
     }
 
 
@@ -184,8 +187,10 @@ class NodeService:
             return list(session.scalars(select(Participant).order_by(Participant.created_at)))
 
     # ---- datasets ------------------------------------------------------------------------------------------
-    def publish_dataset(self, actor: Principal, upload: Path, fmt: FileFormat, manifest: Manifest) -> Dataset:
-        """Store the upload as Parquet and record it. The caller owns ``upload`` and deletes it afterwards."""
+    def publish_dataset(self, actor: Principal, upload: Path, fmt: FileFormat, manifest: Manifest,
+                        progress: Callable[[int], None] | None = None) -> Dataset:
+        """Store the upload as Parquet, detect PII, settle the release policy, grade quality, and record it all
+        (ledger included) in one transaction. The caller owns ``upload`` and deletes it afterwards."""
         self.authz.authorize(actor.id, "dataset.publish", Resource.node())
         with self.db.reader() as session:
             if session.scalar(select(Dataset.id).where(Dataset.name == manifest.name)) is not None:
@@ -196,6 +201,9 @@ class NodeService:
             declared = PrivacyDeclarations.from_manifest(manifest, stored.schema)
             findings = detect(self.store.table(stored.location))
             policy, loosened = _release_policy(stored.schema, findings, declared)
+            policy_sha = hashlib.sha256(canonical_json(policy.to_json())).hexdigest()
+            report = self._assess(manifest.to_json(), stored.schema, stored.sha256, stored.location, findings,
+                                  policy.to_json(), policy_sha, progress)
             record = Dataset(
                 id=dataset_id,
                 name=manifest.name,
@@ -212,6 +220,8 @@ class NodeService:
                 created_at=self._clock(),
                 release_policy=policy.to_json(),
                 pii=[_finding_json(f) for f in findings],
+                quality=report.to_json(),
+                grade=report.grade,
             )
             with self.db.transaction() as session:
                 session.add(record)
@@ -221,8 +231,8 @@ class NodeService:
                 self.ledger.append(session, "dataset.published", actor.id, dataset_id, {
                     "dataset": dataset_id, "name": record.name, "owner": actor.id, "sha256": record.sha256,
                     "rows": record.num_rows, "bytes": record.num_bytes, "listed": record.listed,
-                    "policy_sha256": hashlib.sha256(canonical_json(record.release_policy)).hexdigest(),
-                    "epsilon_cap": format_epsilon(declared.epsilon_cap)})
+                    "policy_sha256": policy_sha, "epsilon_cap": format_epsilon(declared.epsilon_cap)})
+                self._record_grade(session, actor.id, dataset_id, report)
                 for change in loosened:
                     self.ledger.append(session, "policy.loosened", actor.id, dataset_id, {
                         "dataset": dataset_id, "column": change.column, "detected": change.detected,
@@ -233,6 +243,46 @@ class NodeService:
                 raise Conflict("a dataset with that name exists", code="dataset_exists") from exc
             raise
         return record
+
+    def _assess(self, manifest: dict[str, Any], schema: pa.Schema, sha256: str, location: str,
+                findings: list[Finding], policy: dict[str, Any] | None, policy_sha: str,
+                progress: Callable[[int], None] | None) -> QualityReport:
+        try:
+            inputs = QualityInputs.from_manifest(manifest, schema, dataset_sha256=sha256,
+                                                 today=self._clock().date(), findings=findings, policy=policy,
+                                                 policy_version=policy_sha)
+            return assess(self.store.batches(location), inputs, progress=progress)
+        except QualityError as exc:
+            raise InvalidArgument(str(exc), code=exc.code) from exc
+
+    def _record_grade(self, session: Session, actor: str, dataset_id: str, report: QualityReport) -> None:
+        self.ledger.append(session, "quality.graded", actor, dataset_id, {
+            "dataset": dataset_id, "grade": report.grade, "score": f"{report.score:.4f}",
+            "tradable": report.tradable, "gates": list(report.gates), "method": report.method_version,
+            "policy_version": report.policy_version, "input_sha256": report.input_sha256,
+            "report_sha256": hashlib.sha256(canonical_json(report.to_json())).hexdigest()})
+
+    def quality(self, actor: Principal, dataset_id: str) -> dict[str, Any]:
+        """The dataset's quality report, for whoever may see the dataset."""
+        ds = self.get_dataset(actor, dataset_id)
+        return ds.quality or {}
+
+    def reassess(self, actor: Principal, dataset_id: str, progress: Callable[[int], None] | None = None
+                 ) -> dict[str, Any]:
+        """Grade again (the owner or an operator), e.g. after the method or the clock moved; recorded anew."""
+        ds = self.get_dataset(actor, dataset_id)
+        if actor.role != "operator" and ds.owner_id != actor.id:
+            raise PermissionDenied("only the owner or an operator may reassess a dataset")
+        policy = ds.release_policy
+        report = self._assess(ds.manifest, schema_from_record(ds), ds.sha256, ds.location,
+                              [Finding.from_json(f) for f in ds.pii or []], policy,
+                              hashlib.sha256(canonical_json(policy)).hexdigest() if policy else "", progress)
+        with self.db.transaction() as session:
+            row = session.get(Dataset, dataset_id, with_for_update=True)
+            assert row is not None
+            row.quality, row.grade = report.to_json(), report.grade
+            self._record_grade(session, actor.id, dataset_id, report)
+        return report.to_json()
 
     def get_dataset(self, actor: Principal, dataset_id: str) -> Dataset:
         """A dataset the caller may see; ``not_found`` also when it exists but is hidden from the caller."""

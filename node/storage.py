@@ -153,6 +153,13 @@ class DatasetStore:
                 self._mapped[location] = (identity, table)
         return table
 
+    def batches(self, location: str) -> Iterator[pa.RecordBatch]:
+        """Stream the stored Parquet file in bounded memory (``pre_buffer=False``: pyarrow would otherwise load the
+        whole compressed file before decoding the first batch)."""
+        batches: Iterator[pa.RecordBatch] = pq.ParquetFile(self._resolve(location), pre_buffer=False).iter_batches(
+            batch_size=self.batch_rows)
+        return batches
+
     def _resolve(self, location: str) -> Path:
         path = (self.root / location).resolve()
         if not path.is_relative_to(self.datasets.resolve()):

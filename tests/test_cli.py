@@ -130,11 +130,11 @@ def test_ledger_commands_verify_prove_and_name_tampering(tmp_path: Path) -> None
     key = re.search(r"verifier key: (\S+)", head)
     assert key and head_file.read_text().startswith("dsnode.local/")
     ok = dsnode("ledger", "verify", "--trusted-head", str(head_file), "--key", key.group(1), env=env).stdout
-    assert "ledger intact: 15 entries" in ok and "1 trusted heads verified" in ok
+    assert "ledger intact: 16 entries" in ok and "1 trusted heads verified" in ok
 
-    dsnode("ledger", "proof", "5", "--out", str(receipt_file), env=env)
+    dsnode("ledger", "proof", "6", "--out", str(receipt_file), env=env)
     checked = dsnode("ledger", "check-receipt", str(receipt_file), "--key", key.group(1)).stdout  # no home needed
-    assert "receipt valid: entry 5 (license.granted" in checked
+    assert "receipt valid: entry 6 (license.granted" in checked
     forged = json.loads(receipt_file.read_text())
     forged["entry"]["payload"]["mode"] = "model"
     receipt_file.write_text(json.dumps(forged))
@@ -142,9 +142,9 @@ def test_ledger_commands_verify_prove_and_name_tampering(tmp_path: Path) -> None
     assert bad.returncode == 3 and "receipt INVALID" in bad.stderr
 
     with sqlite3.connect(home / "dsnode.db") as db:
-        body = db.execute("SELECT body FROM ledger_entries WHERE seq = 8").fetchone()[0]
+        body = db.execute("SELECT body FROM ledger_entries WHERE seq = 9").fetchone()[0]
         assert b'"kind":"access"' in body
-        db.execute("UPDATE ledger_entries SET body = ? WHERE seq = 8", (body.replace(b'"rows":', b'"rowz":'),))
+        db.execute("UPDATE ledger_entries SET body = ? WHERE seq = 9", (body.replace(b'"rows":', b'"rowz":'),))
     tampered = dsnode("ledger", "verify", env=env, check=False)
     assert tampered.returncode == 3
-    assert "ledger TAMPERED" in tampered.stderr and "entry 8:" in tampered.stderr
+    assert "ledger TAMPERED" in tampered.stderr and "entry 9:" in tampered.stderr

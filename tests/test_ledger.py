@@ -84,13 +84,14 @@ def test_every_state_change_leaves_an_entry(harness: Harness, people: pa.Table) 
     entries = _entries(h)
     assert [e["kind"] for e in entries] == [
         "participant.created", "participant.created", "participant.created", "dataset.published",
-        "license.granted", "access", "license.revoked", "participant.tokens_revoked"]
-    assert [e["seq"] for e in entries] == list(range(8))
-    first, prov, buy, published, granted, access, revoked, tokens = entries
+        "quality.graded", "license.granted", "access", "license.revoked", "participant.tokens_revoked"]
+    assert [e["seq"] for e in entries] == list(range(9))
+    first, prov, buy, published, graded, granted, access, revoked, tokens = entries
     assert first["actor"] == "node" and first["payload"]["role"] == "operator"
     assert prov["actor"] == h.operator.id and prov["subject"] == provider.id
     assert published["actor"] == provider.id and published["payload"]["dataset"] == act["dataset"]
     assert published["payload"]["rows"] == 500
+    assert graded["subject"] == act["dataset"] and graded["payload"]["grade"] in "ABCDE"
     lic = act["license"]
     assert granted["subject"] == lic["id"] and granted["payload"] == {
         "license": lic["id"], "dataset": act["dataset"], "buyer": buyer.id, "mode": "rows",
@@ -106,7 +107,7 @@ def test_every_state_change_leaves_an_entry(harness: Harness, people: pa.Table) 
         assert e["prev"] == entries[e["seq"] - 1]["hash"]
     by_subject = _entries(h, subject=lic["id"])
     assert [e["kind"] for e in by_subject] == ["license.granted", "access", "license.revoked"]
-    assert [e["seq"] for e in _entries(h, kind="access")] == [5]
+    assert [e["seq"] for e in _entries(h, kind="access")] == [6]
 
 
 @pytest.fixture
@@ -199,7 +200,7 @@ def test_proofs_served_over_http_verify(harness: Harness, people: pa.Table) -> N
     head_json = h.http.get("/v1/ledger/head").json()
     head = Checkpoint.open(head_json["checkpoint"], verifier, head_json["origin"])
     assert (head.size, head.root.hex()) == (head_json["size"], head_json["root"])
-    assert head.size == 8
+    assert head.size == 9
     for entry in _entries(h):
         proof = h.http.get(f"/v1/ledger/entries/{entry['seq']}/proof").json()  # public: no token
         assert proof["tree_size"] == head.size and proof["checkpoint"] == head_json["checkpoint"]
@@ -251,7 +252,7 @@ def recorded(harness: Harness, people: pa.Table) -> tuple[Harness, dict[str, Any
     act = _activity(harness, people)
     harness.node.ledger.checkpoint()
     report = harness.node.ledger.audit()
-    assert report.size == 7 and report.checkpoints == 2
+    assert report.size == 8 and report.checkpoints == 2
     return harness, act
 
 
@@ -264,43 +265,43 @@ def _tampered(h: Harness) -> LedgerTampered:
 def test_editing_one_payload_byte_is_caught(recorded: tuple[Harness, dict[str, Any]]) -> None:
     h, act = recorded
     seq = h.node.ledger.find(act["license"]["id"], "license.granted")
-    assert seq == 4
+    assert seq == 5
     with h.node.db.reader() as session:
-        stored: bytes = session.execute(text("SELECT body FROM ledger_entries WHERE seq = 4")).scalar_one()
+        stored: bytes = session.execute(text("SELECT body FROM ledger_entries WHERE seq = 5")).scalar_one()
     edited = stored.replace(b'"age"', b'"agf"', 1)  # one byte: widen the licence on paper
     assert len(edited) == len(stored) and edited != stored
-    _sql(h, "UPDATE ledger_entries SET body = :b WHERE seq = 4", b=edited)
+    _sql(h, "UPDATE ledger_entries SET body = :b WHERE seq = 5", b=edited)
     exc = _tampered(h)
-    assert exc.seq == 4 and "does not match its stored hash" in str(exc)
+    assert exc.seq == 5 and "does not match its stored hash" in str(exc)
 
 
 def test_editing_an_entry_and_its_hash_breaks_the_chain(recorded: tuple[Harness, dict[str, Any]]) -> None:
     h, _ = recorded
     with h.node.db.reader() as session:
-        stored = session.execute(text("SELECT body FROM ledger_entries WHERE seq = 5")).scalar_one()
+        stored = session.execute(text("SELECT body FROM ledger_entries WHERE seq = 6")).scalar_one()
     edited = json.loads(stored)
     edited["payload"]["rows"] = 1  # claim fewer rows left
     body = Entry.from_json(edited).body()
-    _sql(h, "UPDATE ledger_entries SET body = :b, entry_hash = :eh WHERE seq = 5", b=body, eh=leaf_hash(body))
+    _sql(h, "UPDATE ledger_entries SET body = :b, entry_hash = :eh WHERE seq = 6", b=body, eh=leaf_hash(body))
     exc = _tampered(h)
-    assert exc.seq is not None and exc.seq in (5, 6)
+    assert exc.seq is not None and exc.seq in (6, 7)
     assert "chain" in str(exc) or "Merkle" in str(exc)
 
 
 def test_deleting_an_entry_is_caught(recorded: tuple[Harness, dict[str, Any]]) -> None:
     h, _ = recorded
-    _sql(h, "DELETE FROM ledger_entries WHERE seq = 5")
+    _sql(h, "DELETE FROM ledger_entries WHERE seq = 6")
     exc = _tampered(h)
-    assert exc.seq == 5 and "missing" in str(exc)
+    assert exc.seq == 6 and "missing" in str(exc)
 
 
 def test_reordering_entries_is_caught(recorded: tuple[Harness, dict[str, Any]]) -> None:
     h, _ = recorded
-    _sql(h, "UPDATE ledger_entries SET seq = 1000 WHERE seq = 5")
-    _sql(h, "UPDATE ledger_entries SET seq = 5 WHERE seq = 6")
-    _sql(h, "UPDATE ledger_entries SET seq = 6 WHERE seq = 1000")
+    _sql(h, "UPDATE ledger_entries SET seq = 1000 WHERE seq = 6")
+    _sql(h, "UPDATE ledger_entries SET seq = 6 WHERE seq = 7")
+    _sql(h, "UPDATE ledger_entries SET seq = 7 WHERE seq = 1000")
     exc = _tampered(h)
-    assert exc.seq == 5 and "says seq 6" in str(exc)
+    assert exc.seq == 6 and "says seq 7" in str(exc)
 
 
 def test_heads_resigned_with_another_key_are_refused(recorded: tuple[Harness, dict[str, Any]]) -> None:
@@ -316,9 +317,9 @@ def test_heads_resigned_with_another_key_are_refused(recorded: tuple[Harness, di
 
 def test_dropping_the_tail_is_caught_by_the_heads_signed_over_it(recorded: tuple[Harness, dict[str, Any]]) -> None:
     h, _ = recorded
-    _sql(h, "DELETE FROM ledger_entries WHERE seq >= 6")
+    _sql(h, "DELETE FROM ledger_entries WHERE seq >= 7")
     exc = _tampered(h)
-    assert exc.checkpoint == 7 and "history was truncated" in str(exc)
+    assert exc.checkpoint == 8 and "history was truncated" in str(exc)
 
 
 def test_a_tampered_state_row_is_caught_before_it_forks_the_log(recorded: tuple[Harness, dict[str, Any]]) -> None:
@@ -356,7 +357,7 @@ def test_truncated_and_regrown_history_fails_against_an_earlier_head(
     new = Checkpoint.open(honest["checkpoint"], verifier)
     verify_consistency(old.size, new.size, old.root, new.root, [bytes.fromhex(x) for x in honest["proof"]])
 
-    _rewrite_from(h, 4)  # erase the grant and everything after it …
+    _rewrite_from(h, 5)  # erase the grant and everything after it …
     for i in range(8):   # … and grow a different history, signed with the node's own key
         h.node.ledger.record("participant.created", "node", f"p_fake{i}",
                              {"participant": f"p_fake{i}", "name": f"fake {i}", "role": "buyer"})
