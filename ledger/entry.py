@@ -36,6 +36,10 @@ KINDS: Mapping[str, frozenset[str]] = {
     "policy.loosened": frozenset({"dataset", "column", "detected", "before", "after", "reason"}),
     "quality.graded": frozenset({"dataset", "grade", "score", "tradable", "gates", "method", "policy_version",
                                  "input_sha256", "report_sha256"}),
+    "quote.issued": frozenset({"quote", "dataset", "buyer", "charge_fen", "expires_at", "body_sha256"}),
+    "quote.accepted": frozenset({"quote", "license", "dataset", "buyer", "charge_fen"}),
+    "contribution.recorded": frozenset({"dataset", "contributor", "kind", "amount", "inputs_sha256"}),
+    "settlement": frozenset({"settlement", "quote", "license", "dataset", "price_fen", "payouts", "shares_sha256"}),
     "budget.charged": frozenset({"license", "dataset", "mode", "charge", "epsilon", "delta", "query",
                                  "license_remaining", "dataset_remaining"}),
 }

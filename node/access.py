@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.dataset as pds
+from sqlalchemy import select
 
 from node.authz import LicenseState, Resource
 from node.dp_commands import AggregateCommand, Command, TrainCommand, parse_command
 from node.errors import InvalidArgument, NotFound, PermissionDenied
 from node.identity import Principal
 from node.manifest import Manifest, PrivacyDeclarations
-from node.models import Dataset
+from node.models import Dataset, License
 from node.query import RowsCommand, ScanPlan, filter_expression, plan_rows
 from node.release import licensed_policy, output_is_k_anonymous
 from node.service import schema_from_record
@@ -51,6 +52,7 @@ class Planned:
     aggregate: dp.AggregateSpec | None = None
     filter: pa.compute.Expression | None = None  # aggregate: on raw values, before aggregation
     train: model.TrainSpec | None = None
+    rows: int | None = None            # the licence covers only the dataset's first ``rows`` rows (a quote's terms)
 
 
 def _model_schema() -> pa.Schema:
@@ -75,8 +77,14 @@ class DataAccess:
             raise InvalidArgument(f"this licence does not allow the {command.mode} mode", code="mode_not_licensed")
         with self._node.db.reader() as session:
             ds = session.get(Dataset, command.dataset)
+            terms = session.scalar(select(License.terms).where(License.id == command.license))
         if ds is None:
             raise NotFound("no such dataset", code="dataset_not_found")
+        cap = terms.get("rows") if isinstance(terms, dict) else None
+        rows = cap if isinstance(cap, int) and not isinstance(cap, bool) and cap < ds.num_rows else None
+        return replace(self._plan(command, state, ds), rows=rows)
+
+    def _plan(self, command: Command, state: LicenseState, ds: Dataset) -> Planned:
         raw_schema = schema_from_record(ds)
         if isinstance(command, RowsCommand):
             return self._plan_rows(command, state, ds, raw_schema)
@@ -143,7 +151,7 @@ class DataAccess:
         assert planned.scan is not None and planned.policy is not None
         node = self._node
         release = node.releases.get(planned.state.id, planned.dataset.location, planned.dataset.sha256,
-                                    planned.policy)
+                                    planned.policy, planned.rows)
         scan = planned.scan
         source = pds.dataset(release.table)
         if scan.filter is None and scan.limit is None:
@@ -156,13 +164,17 @@ class DataAccess:
             table = table.slice(0, scan.limit)
         return iter(output_is_k_anonymous(table, release).to_batches(node.settings.batch_rows))
 
+    def _rows_of(self, planned: Planned) -> pa.Table:
+        table = self._node.store.table(planned.dataset.location)
+        return table if planned.rows is None else table.slice(0, planned.rows)
+
     def aggregate(self, principal: Principal, planned: Planned, query: str) -> pa.Table:
         spec = planned.aggregate
         assert spec is not None
         charge = self._node.budgets.charge(actor=principal.id, license_id=planned.state.id,
                                            dataset_id=planned.dataset.id, mode="aggregate", units=spec.epsilon,
                                            delta=spec.delta, query=query)
-        table = self._node.store.table(planned.dataset.location)
+        table = self._rows_of(planned)
         needed = [c for c in table.column_names if c in {*spec.keys, spec.column, spec.privacy_unit}]
         table = pds.dataset(table).to_table(columns=needed, filter=planned.filter)
         try:  # refusals that only the data can reveal come after the charge, which stays spent
@@ -182,7 +194,7 @@ class DataAccess:
         charge = self._node.budgets.charge(actor=principal.id, license_id=planned.state.id,
                                            dataset_id=planned.dataset.id, mode="model",
                                            units=planned.command.epsilon, delta=spec.delta, query=query)
-        table = self._node.store.table(planned.dataset.location).select([*spec.features, spec.label])
+        table = self._rows_of(planned).select([*spec.features, spec.label])
         try:  # too few usable rows or a non-binary label show only in the data: the charge stays spent
             trained = model.train(table, spec)
         except model.ModelError as exc:

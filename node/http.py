@@ -28,6 +28,7 @@ from node.manifest import MODES, LicenseRequest, Manifest
 from node.models import ROLES
 from node.service import dataset_json, license_json
 from node.storage import FileFormat
+from node.trading import QuoteRequest
 
 if TYPE_CHECKING:
     from node.runtime import Node
@@ -191,6 +192,41 @@ def create_app(node: "Node") -> FastAPI:
         """The quality report: every metric with its denominator (or why it was not assessed), dimension scores,
         grade A-E, the gates applied, and the hashes recorded on the ledger."""
         return service.quality(caller, dataset_id)
+
+    # ---- trading ------------------------------------------------------------------------------------------
+    @app.post("/v1/datasets/{dataset_id}/quotes", status_code=201, tags=["trading"])
+    def request_quote(dataset_id: str, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """A signed quote (Ed25519 over its RFC 8785 body, valid 15 minutes) listing every input and price
+        component, so anyone can recompute it. Body: ``{"mode", "days", "columns"?, "rows"?, "epsilon"?,
+        "purpose"?}``."""
+        ds = service.get_dataset(caller, dataset_id)
+        signed = node.trading.quote(caller, ds, QuoteRequest.from_json(body))
+        return signed | {"public_key": node.public_key}
+
+    @app.post("/v1/quotes/{quote_id}/accept", tags=["trading"])
+    def accept_quote(quote_id: str, body: dict[str, Any], caller: Caller) -> JSONResponse:
+        """Send back the quote and signature received; creates the licence (201) and settles the sale, or returns
+        the licence an earlier acceptance created (200)."""
+        lic, created = node.trading.accept(caller, quote_id, body)
+        payload = license_json(lic, service.receipt(caller, lic.id))
+        return JSONResponse(payload, status_code=201 if created else 200)
+
+    @app.get("/v1/datasets/{dataset_id}/shares", tags=["trading"])
+    def dataset_shares(dataset_id: str, caller: Caller) -> dict[str, Any]:
+        """Contribution shares (exact fractions) with every input and their digest."""
+        return node.trading.shares(service.get_dataset(caller, dataset_id))
+
+    @app.post("/v1/datasets/{dataset_id}/contributions", status_code=201, tags=["trading"])
+    def add_contribution(dataset_id: str, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """Record annotation work (``{"annotation_units": n}``) by the owner or a declared contributor."""
+        return node.trading.annotate(caller, service.get_dataset(caller, dataset_id), body.get("annotation_units"))
+
+    @app.get("/v1/datasets/{dataset_id}/settlements", tags=["trading"])
+    def dataset_settlements(dataset_id: str, caller: Caller) -> list[dict[str, Any]]:
+        ds = service.get_dataset(caller, dataset_id)
+        if caller.role != "operator" and caller.id != ds.owner_id:
+            raise NotFound("no such dataset", code="dataset_not_found")
+        return node.trading.settlements(ds)
 
     # ---- licences -----------------------------------------------------------------------------------------
     @app.post("/v1/licenses", status_code=201, tags=["licenses"])

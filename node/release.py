@@ -69,11 +69,12 @@ class ReleaseStore:
     def schema(raw: pa.Schema, policy: ReleasePolicy) -> pa.Schema:
         return release_schema(raw, policy)
 
-    def get(self, license_id: str, location: str, dataset_sha256: str, policy: ReleasePolicy) -> Release:
+    def get(self, license_id: str, location: str, dataset_sha256: str, policy: ReleasePolicy,
+            rows: int | None = None) -> Release:
         """The licence's release of the dataset at ``location`` under ``policy`` (already restricted to the
-        licence's columns), building and verifying it on first use."""
+        licence's columns) over its first ``rows`` rows (all by default), built and verified on first use."""
         fingerprint = hashlib.sha256(canonical_json(
-            {"v": 1, "policy": policy.to_json(), "dataset": dataset_sha256})).hexdigest()[:24]
+            {"v": 1, "policy": policy.to_json(), "dataset": dataset_sha256, "rows": rows})).hexdigest()[:24]
         qi = policy.quasi_identifiers
         with self._lock:
             cached = self._cache.get((license_id, fingerprint))
@@ -84,7 +85,7 @@ class ReleaseStore:
                 table = ipc.open_file(pa.memory_map(str(path))).read_all()
                 suppressed = int((table.schema.metadata or {}).get(b"dsnode.suppressed", b"0"))
             else:
-                table, suppressed = self._build(license_id, location, policy)
+                table, suppressed = self._build(license_id, location, policy, rows)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = self._store.temp_path(".release")
                 meta = {b"dsnode.suppressed": str(suppressed).encode(), b"dsnode.k": str(policy.k).encode()}
@@ -98,8 +99,11 @@ class ReleaseStore:
             self._cache[(license_id, fingerprint)] = release
             return release
 
-    def _build(self, license_id: str, location: str, policy: ReleasePolicy) -> tuple[pa.Table, int]:
+    def _build(self, license_id: str, location: str, policy: ReleasePolicy, rows: int | None
+               ) -> tuple[pa.Table, int]:
         raw = self._store.table(location)
+        if rows is not None:
+            raw = raw.slice(0, rows)
         released = apply_policy(raw.select(policy.released_columns(raw.column_names)), policy,
                                 self.pseudonym_key(license_id))
         qi = [c for c in policy.quasi_identifiers if c in released.column_names]

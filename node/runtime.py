@@ -25,6 +25,7 @@ from node.release import ReleaseStore
 from node.service import NodeService
 from node.settings import Settings
 from node.storage import DatasetStore
+from node.trading import Trading
 
 __all__ = ["InitResult", "Node", "init_home"]
 
@@ -88,8 +89,9 @@ class Node:
         self.ledger = SqlLedger(self.db, self.key, settings.ledger_origin, clock)
         self.budgets = BudgetStore(self.db, self.ledger, clock)
         self.releases = ReleaseStore(self.store, self.key)
+        self.trading = Trading(self.db, self.authz, self.ledger, self.budgets, self.store, self.key, clock)
         self.service = NodeService(self.db, self.authz, self.store, self.ledger, self.budgets, self.releases,
-                                   settings.token_pepper.get_secret_value().encode(), clock)
+                                   self.trading, settings.token_pepper.get_secret_value().encode(), clock)
         self._servers: list[Callable[[], None]] = []
 
     @classmethod

@@ -31,6 +31,7 @@ from node.manifest import LicenseRequest, Manifest, PrivacyDeclarations
 from node.models import ROLES, ApiToken, Dataset, License, Participant, utcnow
 from node.release import ReleaseStore
 from node.storage import DatasetStore, FileFormat
+from node.trading import Trading
 from pricing.quality import QualityError, QualityInputs, QualityReport, assess
 from privacy.budget import format_epsilon
 from privacy.pii import Finding, detect
@@ -122,6 +123,7 @@ class NodeService:
         ledger: SqlLedger,
         budgets: BudgetStore,
         releases: ReleaseStore,
+        trading: Trading,
         pepper: bytes,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -131,6 +133,7 @@ class NodeService:
         self.ledger = ledger
         self.budgets = budgets
         self.releases = releases
+        self.trading = trading
         self._pepper = pepper
         self._clock = clock
 
@@ -204,6 +207,7 @@ class NodeService:
             policy_sha = hashlib.sha256(canonical_json(policy.to_json())).hexdigest()
             report = self._assess(manifest.to_json(), stored.schema, stored.sha256, stored.location, findings,
                                   policy.to_json(), policy_sha, progress)
+            volumes = self.trading.volumes(manifest.to_json(), actor.id, stored.location)
             record = Dataset(
                 id=dataset_id,
                 name=manifest.name,
@@ -233,6 +237,7 @@ class NodeService:
                     "rows": record.num_rows, "bytes": record.num_bytes, "listed": record.listed,
                     "policy_sha256": policy_sha, "epsilon_cap": format_epsilon(declared.epsilon_cap)})
                 self._record_grade(session, actor.id, dataset_id, report)
+                self.trading.record_volumes(session, dataset_id, actor.id, volumes)
                 for change in loosened:
                     self.ledger.append(session, "policy.loosened", actor.id, dataset_id, {
                         "dataset": dataset_id, "column": change.column, "detected": change.detected,
