@@ -224,8 +224,8 @@ class Contribution(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
     contributor_id: Mapped[str] = mapped_column(ForeignKey("participants.id"))
-    kind: Mapped[str] = mapped_column(String(20), doc="volume | annotation | value")
-    amount: Mapped[str] = mapped_column(String(64), doc="exact decimal")
+    kind: Mapped[str] = mapped_column(String(20), doc="volume | annotation | value | valuation")
+    amount: Mapped[str] = mapped_column(Text, doc="exact decimal (valuation: its JSON)")
     inputs_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

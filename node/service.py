@@ -207,7 +207,7 @@ class NodeService:
             policy_sha = hashlib.sha256(canonical_json(policy.to_json())).hexdigest()
             report = self._assess(manifest.to_json(), stored.schema, stored.sha256, stored.location, findings,
                                   policy.to_json(), policy_sha, progress)
-            volumes = self.trading.volumes(manifest.to_json(), actor.id, stored.location)
+            measures = self.trading.measure(manifest.to_json(), actor.id, stored.location)
             record = Dataset(
                 id=dataset_id,
                 name=manifest.name,
@@ -237,7 +237,7 @@ class NodeService:
                     "rows": record.num_rows, "bytes": record.num_bytes, "listed": record.listed,
                     "policy_sha256": policy_sha, "epsilon_cap": format_epsilon(declared.epsilon_cap)})
                 self._record_grade(session, actor.id, dataset_id, report)
-                self.trading.record_volumes(session, dataset_id, actor.id, volumes)
+                self.trading.record_measures(session, dataset_id, actor.id, measures)
                 for change in loosened:
                     self.ledger.append(session, "policy.loosened", actor.id, dataset_id, {
                         "dataset": dataset_id, "column": change.column, "detected": change.detected,

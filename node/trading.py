@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,13 +40,22 @@ from node.models import Contribution, Dataset, License, Participant, Quote, Sett
 from node.storage import DatasetStore
 from pricing import DEFAULT_TARIFF, Fen, Listing, PricingError, Tariff, Terms, make_quote, price_basis, recompute
 from pricing import Quote as PricedQuote
-from pricing.contribution import Contributor, ShareInputs, contribution_shares, count_by_contributor, inputs_digest
+from pricing.contribution import (
+    Contributor,
+    ShareInputs,
+    Valuation,
+    contribution_shares,
+    count_by_contributor,
+    inputs_digest,
+    value_by_contributor,
+)
 from pricing.profile import row_hashes
 from pricing.scarcity import CatalogProfile, count_substitutes
 from pricing.settlement import settle
+from pricing.shapley import knn_shapley
 from privacy.budget import BudgetError, parse_epsilon
 
-__all__ = ["QuoteRequest", "Trading"]
+__all__ = ["Measures", "QuoteRequest", "Trading"]
 
 QUOTE_TTL = timedelta(minutes=15)
 _BUYERS_WINDOW = timedelta(days=90)
@@ -210,29 +220,39 @@ class Trading:
         return lic
 
     # ---- contributions and settlement ----------------------------------------------------------------------
-    def volumes(self, manifest: dict[str, Any], owner: str, location: str) -> dict[str, int]:
-        """Rows per contributor after de-duplication (manifest ``contributors``: ``{"column", "members": {value:
-        participant id}}``; rows of other values, and every row without it, are the owner's). Read before the
-        publication's transaction, so no lock is held while hashing rows."""
+    def measure(self, manifest: dict[str, Any], owner: str, location: str) -> Measures:
+        """What each contributor supplied, read before the publication's transaction (no lock held meanwhile):
+        rows after de-duplication (manifest ``contributors``: ``{"column", "members": {value: participant id}}``;
+        rows of other values, and every row without it, are the owner's), and — for a labelled dataset with
+        declared numeric bounds — the summed exact KNN-Shapley value of their rows on a committed validation split
+        (rows whose content hash is 0 mod 10, at most 500; at most 50,000 training rows, else not measured)."""
         declared = manifest.get("contributors")
         table = self.store.table(location)
-        first = _first_occurrences(table)
+        hashes = _row_hashes(table)
+        first = _first_occurrences(hashes)
         if isinstance(declared, dict) and declared.get("column") in table.column_names:
             members = {str(k): str(v) for k, v in dict(declared.get("members", {})).items()}
             values = pc.cast(table[declared["column"]], pa.string()).to_numpy(zero_copy_only=False)
             owners = np.array([members.get(str(v), owner) for v in values], dtype=object)
-            return {str(k): int(v) for k, v in count_by_contributor(owners, first).items()}
-        return {owner: int(first.sum())}
+        else:
+            owners = np.full(table.num_rows, owner, dtype=object)
+        volumes = {str(k): int(v) for k, v in count_by_contributor(owners, first).items()} if table.num_rows \
+            else {owner: 0}
+        return Measures(volumes, *_shapley(table, manifest, owners, hashes, first))
 
-    def record_volumes(self, session: Session, dataset_id: str, owner: str, counts: dict[str, int]) -> None:
-        known = set(session.scalars(select(Participant.id).where(Participant.id.in_(list(counts)))))
-        unknown = sorted(set(counts) - known)
-        if unknown:
+    def record_measures(self, session: Session, dataset_id: str, owner: str, measures: Measures) -> None:
+        known = set(session.scalars(select(Participant.id).where(Participant.id.in_(list(measures.volumes)))))
+        if set(measures.volumes) - known:
             raise InvalidArgument("manifest contributors name participants this node does not know",
                                   code="invalid_contribution")
-        for who, rows in sorted(counts.items()):
+        for who, rows in sorted(measures.volumes.items()):
             if rows:
-                self._contribution(session, dataset_id, owner, who, "volume", rows)
+                self._contribution(session, dataset_id, owner, who, "volume", str(rows))
+        for who, value in sorted(measures.values.items()):
+            self._contribution(session, dataset_id, owner, who, "value", _decimal(value))
+        if measures.valuation is not None:
+            self._contribution(session, dataset_id, owner, owner, "valuation",
+                               json.dumps(measures.valuation.to_json(), sort_keys=True))
 
     def annotate(self, actor: Principal, ds: Dataset, units: object) -> dict[str, Any]:
         """A co-provider (a declared member) or the owner records annotation work on the dataset."""
@@ -243,29 +263,36 @@ class Trading:
         if isinstance(units, bool) or not isinstance(units, int) or not 0 < units <= 10**12:
             raise InvalidArgument("annotation_units must be a positive integer", code="invalid_contribution")
         with self.db.transaction() as session:
-            self._contribution(session, ds.id, actor.id, actor.id, "annotation", units)
+            self._contribution(session, ds.id, actor.id, actor.id, "annotation", str(units))
         return self.shares(ds)
 
-    def _contribution(self, session: Session, dataset_id: str, actor: str, who: str, kind: str, amount: int
+    def _contribution(self, session: Session, dataset_id: str, actor: str, who: str, kind: str, amount: str
                       ) -> None:
         digest = hashlib.sha256(canonical_json({"dataset": dataset_id, "contributor": who, "kind": kind,
                                                 "amount": amount})).hexdigest()
         session.add(Contribution(id=new_id("ctb"), dataset_id=dataset_id, contributor_id=who, kind=kind,
-                                 amount=str(amount), inputs_sha256=digest, created_at=self._clock()))
+                                 amount=amount, inputs_sha256=digest, created_at=self._clock()))
         self.ledger.append(session, "contribution.recorded", actor, dataset_id, {
-            "dataset": dataset_id, "contributor": who, "kind": kind, "amount": str(amount), "inputs_sha256": digest})
+            "dataset": dataset_id, "contributor": who, "kind": kind, "amount": amount, "inputs_sha256": digest})
 
     def _share_inputs(self, session: Session, ds: Dataset) -> ShareInputs:
-        amounts: dict[str, dict[str, int]] = {}
+        amounts: dict[str, dict[str, Fraction]] = {}
+        valuation = None
         for who, kind, amount in session.execute(select(Contribution.contributor_id, Contribution.kind,
                                                         Contribution.amount)
-                                                 .where(Contribution.dataset_id == ds.id)):
-            mine = amounts.setdefault(who, {"volume": 0, "annotation": 0})
-            mine[kind] = mine.get(kind, 0) + int(amount)
+                                                 .where(Contribution.dataset_id == ds.id)
+                                                 .order_by(Contribution.created_at)):
+            if kind == "valuation":
+                valuation = Valuation.from_json(json.loads(amount))
+                continue
+            mine = amounts.setdefault(who, {"volume": Fraction(0), "annotation": Fraction(0), "value": Fraction(0)})
+            mine[kind] += Fraction(amount)
         if not amounts:
-            amounts[ds.owner_id] = {"volume": max(ds.num_rows, 1), "annotation": 0}
-        return ShareInputs(ds.id, tuple(Contributor(who, a["volume"], a["annotation"])
-                                        for who, a in sorted(amounts.items())))
+            amounts[ds.owner_id] = {"volume": Fraction(max(ds.num_rows, 1)), "annotation": Fraction(0),
+                                    "value": Fraction(0)}
+        return ShareInputs(ds.id, tuple(Contributor(who, int(a["volume"]), int(a["annotation"]),
+                                                    a["value"] if valuation else Fraction(0))
+                                        for who, a in sorted(amounts.items())), valuation=valuation)
 
     def shares(self, ds: Dataset) -> dict[str, Any]:
         with self.db.reader() as session:
@@ -300,10 +327,61 @@ def _presented(obj: Any) -> tuple[dict[str, Any], str]:
     return obj["quote"], obj["signature"]
 
 
-def _first_occurrences(table: pa.Table) -> np.ndarray:
+@dataclass(frozen=True, slots=True)
+class Measures:
+    volumes: dict[str, int]
+    values: dict[str, Fraction]
+    valuation: Valuation | None
+
+
+_VALIDATION_ROWS = 500
+_TRAIN_ROWS = 50_000
+_K = 5
+
+
+def _row_hashes(table: pa.Table) -> np.ndarray:
+    if not table.num_rows:
+        return np.zeros(0, dtype=np.uint64)
+    return np.concatenate([row_hashes(b) for b in table.to_batches()])
+
+
+def _first_occurrences(hashes: np.ndarray) -> np.ndarray:
     """True for the first occurrence of each distinct row (exact duplicates count once)."""
-    hashes = np.concatenate([row_hashes(b) for b in table.to_batches()]) if table.num_rows else np.array([])
     _, first = np.unique(hashes, return_index=True)
-    mask = np.zeros(table.num_rows, dtype=bool)
+    mask = np.zeros(len(hashes), dtype=bool)
     mask[first] = True
     return mask
+
+
+def _shapley(table: pa.Table, manifest: dict[str, Any], owners: np.ndarray, hashes: np.ndarray,
+             first: np.ndarray) -> tuple[dict[str, Fraction], Valuation | None]:
+    quality = manifest.get("quality") if isinstance(manifest.get("quality"), dict) else {}
+    bounds = (manifest.get("privacy") or {}).get("bounds", {}) if isinstance(manifest.get("privacy"), dict) else {}
+    label = quality.get("label") if isinstance(quality, dict) else None
+    features = [c for c in bounds if c in table.column_names and c != label]
+    if not isinstance(label, str) or label not in table.column_names or not features:
+        return {}, None
+    ok = first & ~np.asarray(table[label].is_null().to_numpy(zero_copy_only=False))
+    for c in features:
+        ok &= ~np.asarray(table[c].is_null().to_numpy(zero_copy_only=False))
+    val = np.flatnonzero(ok & (hashes % np.uint64(10) == 0))[:_VALIDATION_ROWS]
+    train = np.flatnonzero(ok & (hashes % np.uint64(10) != 0))
+    if len(val) < 10 or not _K <= len(train) <= _TRAIN_ROWS:
+        return {}, None
+    lo = np.array([float(bounds[c][0]) for c in features])
+    span = np.array([float(bounds[c][1]) for c in features]) - lo
+    x = np.column_stack([np.clip(table[c].to_numpy(zero_copy_only=False).astype(np.float64), lo[i], lo[i] + span[i])
+                         for i, c in enumerate(features)])
+    x = (x - lo) / span
+    y = pc.cast(table[label], pa.string()).to_numpy(zero_copy_only=False)
+    values = knn_shapley(x[train], y[train], x[val], y[val], _K)
+    digest = hashlib.sha256(np.sort(hashes[val]).tobytes()).hexdigest()
+    return value_by_contributor(values, owners[train].astype(str)), Valuation(_K, len(val), digest)
+
+
+def _decimal(value: Fraction) -> str:
+    """An exact decimal (at most 12 places, as the shares' inputs hold them)."""
+    sign = "-" if value < 0 else ""
+    scaled = abs(value) * 10**12
+    whole, frac = divmod(int(scaled), 10**12)
+    return f"{sign}{whole}.{frac:012d}".rstrip("0").rstrip(".")

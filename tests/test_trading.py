@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ledger import canonical_json
 from pricing import Quote, recompute
-from tests.conftest import Clock, Harness, Party, start_node
+from tests.conftest import Clock, Harness, Party, open_privacy, start_node
 
 DOCUMENTED = {"description": "Synthetic records for tests.", "license_text": "Test use only.", "tags": ["test"],
               "contact": "data@example.test",
@@ -159,8 +159,12 @@ def test_contributors_are_paid_by_their_shares(harness: Harness, people: pa.Tabl
     h = harness
     provider, partner, buyer = h.party("prov", "provider"), h.party("partner", "provider"), h.party("buy", "buyer")
     contributors = {"column": "channel", "members": {"app": provider.id, "web": partner.id}}
-    ds = h.publish(provider, people, "joint", contributors=contributors, **DOCUMENTED)
+    privacy = {**open_privacy(people), "bounds": {"income": [0, 400_000], "age": [18, 80]}}
+    ds = h.publish(provider, people, "joint", privacy=privacy, contributors=contributors, **DOCUMENTED)
     shares = h.http.get(f"/v1/datasets/{ds['id']}/shares", headers=provider.headers).json()
+    valuation = shares["inputs"]["valuation"]  # labelled, with bounded features: exact KNN-Shapley was measured
+    assert valuation["method"] == "knn_shapley" and valuation["k"] == 5 and valuation["validation_rows"] >= 10
+    assert any(c["value"] != "0" for c in shares["inputs"]["contributors"])
     volumes = {c["id"]: c["rows_kept"] for c in shares["inputs"]["contributors"]}
     assert set(volumes) == {provider.id, partner.id} and sum(volumes.values()) == people.num_rows
     before = shares["shares"][partner.id]
@@ -180,4 +184,4 @@ def test_contributors_are_paid_by_their_shares(harness: Harness, people: pa.Tabl
     for s in settlements:
         assert sum(s["payouts"].values()) == s["price_fen"] and set(s["payouts"]) <= {provider.id, partner.id}
     recorded = _entries(h, "contribution.recorded")
-    assert {e["payload"]["kind"] for e in recorded} == {"volume", "annotation"}
+    assert {e["payload"]["kind"] for e in recorded} == {"volume", "value", "valuation", "annotation"}

@@ -42,7 +42,7 @@ def upgrade() -> None:
     sa.Column('dataset_id', sa.String(length=40), nullable=False),
     sa.Column('contributor_id', sa.String(length=40), nullable=False),
     sa.Column('kind', sa.String(length=20), nullable=False),
-    sa.Column('amount', sa.String(length=64), nullable=False),
+    sa.Column('amount', sa.Text(), nullable=False),
     sa.Column('inputs_sha256', sa.String(length=64), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['contributor_id'], ['participants.id'], ),
