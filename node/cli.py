@@ -26,6 +26,7 @@ from node.runtime import Node, init_home
 from node.service import dataset_json, license_json
 from node.settings import Settings
 from node.storage import FileFormat
+from node.trading import QuoteRequest
 
 __all__ = ["app", "main"]
 
@@ -39,6 +40,8 @@ app.add_typer(participant_app, name="participant")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(license_app, name="license")
 app.add_typer(ledger_app, name="ledger")
+quote_app = typer.Typer(help="Ask for a signed quote, accept it.", no_args_is_help=True)
+app.add_typer(quote_app, name="quote")
 
 TAMPERED_EXIT = 3  # `ledger verify` / `ledger check-receipt`: the record is not what was signed
 
@@ -202,6 +205,80 @@ def dataset_quality(
         console.print(table)
         if report.get("gates"):
             console.print("gates: " + ", ".join(report["gates"]))
+
+    _run(body)
+
+
+@dataset_app.command("shares")
+def dataset_shares(dataset: str, token: Token, home: Home = None) -> None:
+    """Contribution shares of a dataset (exact fractions) with their inputs and digest."""
+
+    def body() -> None:
+        with _node(home) as node:
+            ds = node.service.get_dataset(_me(node, token), dataset)
+            console.print_json(json.dumps(node.trading.shares(ds)))
+
+    _run(body)
+
+
+@dataset_app.command("settlements")
+def dataset_settlements(dataset: str, token: Token, home: Home = None) -> None:
+    """Sales of a dataset and what each contributor was paid (fen; payouts sum to the price)."""
+
+    def body() -> None:
+        with _node(home) as node:
+            me = _me(node, token)
+            ds = node.service.get_dataset(me, dataset)
+            if me.role != "operator" and me.id != ds.owner_id:
+                raise NotFound("no such dataset", code="dataset_not_found")
+            table = Table("settlement", "price (fen)", "payouts (fen)")
+            for s in node.trading.settlements(ds):
+                table.add_row(s["id"], f"{s['price_fen']:,}", ", ".join(f"{k} {v:,}" for k, v in s["payouts"].items()))
+            console.print(table)
+
+    _run(body)
+
+
+@quote_app.command("request")
+def quote_request(
+    dataset: str, token: Token, home: Home = None,
+    mode: Annotated[str, typer.Option(help="rows | aggregate | model")] = "rows",
+    days: Annotated[int, typer.Option(min=1, help="Licence term in days.")] = 30,
+    columns: Annotated[str | None, typer.Option(help="Comma-separated columns (default: all).")] = None,
+    rows: Annotated[int | None, typer.Option(min=1, help="First N rows only (default: all).")] = None,
+    epsilon: Annotated[str | None, typer.Option(help="ε budget (aggregate and model modes).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Save the signed quote here (for `quote accept`).")] = None,
+) -> None:
+    """Ask for a signed quote; prints every price component."""
+
+    def body() -> None:
+        request = QuoteRequest.from_json({"mode": mode, "days": days, **({"columns": columns.split(",")}
+                                          if columns else {}), **({"rows": rows} if rows else {}),
+                                          **({"epsilon": epsilon} if epsilon else {})})
+        with _node(home) as node:
+            me = _me(node, token)
+            signed = node.trading.quote(me, node.service.get_dataset(me, dataset), request)
+        text = json.dumps(signed, ensure_ascii=False, indent=2)
+        if out is not None:
+            out.write_text(text + "\n", encoding="utf-8")
+        console.print_json(text)
+
+    _run(body)
+
+
+@quote_app.command("accept")
+def quote_accept(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The signed quote JSON.")],
+    token: Token, home: Home = None,
+) -> None:
+    """Accept a signed quote: creates the licence (or returns the one already created) and settles the sale."""
+
+    def body() -> None:
+        signed = json.loads(file.read_text(encoding="utf-8"))
+        with _node(home) as node:
+            me = _me(node, token)
+            lic, _ = node.trading.accept(me, str(signed.get("quote", {}).get("id", "")), signed)
+            console.print_json(json.dumps(license_json(lic, node.service.receipt(me, lic.id))))
 
     _run(body)
 

@@ -32,6 +32,8 @@ from ledger import Checkpoint, NoteVerifier, Receipt, verify_consistency, verify
 from node.runtime import Node, init_home
 from node.sample import personal_records
 from node.settings import Settings
+from pricing import Quote as PricedQuote
+from pricing import recompute
 from privacy.model import load
 from privacy.pii import scan
 
@@ -95,8 +97,9 @@ def run_demo(home: Path | None, rows: int, console: Console) -> dict[str, Any]:
             return resp.json()
 
         parties = {name: call("POST", "/v1/participants", init.operator_token, json={"name": name, "role": role})
-                   for name, role in (("provider-hz-bank", "provider"), ("buyer-ai-lab", "buyer"),
-                                      ("buyer-no-licence", "buyer"))}
+                   for name, role in (("provider-hz-bank", "provider"), ("provider-sz-credit", "provider"),
+                                      ("buyer-ai-lab", "buyer"), ("buyer-no-licence", "buyer"))}
+        partner = parties["provider-sz-credit"]
         provider, buyer, intruder = (parties[n] for n in ("provider-hz-bank", "buyer-ai-lab", "buyer-no-licence"))
         console.print("[bold]3. participants[/] " + ", ".join(f"{n} ({p['role']})" for n, p in parties.items()))
 
@@ -105,9 +108,11 @@ def run_demo(home: Path | None, rows: int, console: Console) -> dict[str, Any]:
             buf = io.BytesIO()
             pq.write_table(table, buf)
         with console.status("publishing: ingest, PII detection, release policy"):
+            manifest = {**_manifest(), "contributors": {"column": "city", "members": {
+                **{c: provider["id"] for c in _CITIES[:6]}, **{c: partner["id"] for c in _CITIES[6:]}}}}
             ds = call("POST", "/v1/datasets", provider["token"],
                       files={"file": ("credit.parquet", buf.getvalue(), "application/octet-stream")},
-                      data={"manifest": json.dumps(_manifest(), ensure_ascii=False)})
+                      data={"manifest": json.dumps(manifest, ensure_ascii=False)})
         console.print(f"[bold]4. publish[/] {ds['id']} '{ds['title']}': {ds['num_rows']:,} rows, "
                       f"{len(ds['schema'])} columns, sha256 {ds['sha256'][:12]}…")
         quality = call("GET", f"/v1/datasets/{ds['id']}/quality", provider["token"])
@@ -127,14 +132,39 @@ def run_demo(home: Path | None, rows: int, console: Console) -> dict[str, Any]:
                         json={"dataset": ds["id"], "buyer": buyer["id"], "mode": mode, "columns": columns,
                               "terms": {"purpose": "credit model research"}, **extra})
 
-        rows_lic = grant("rows", ["resident_id", "mobile", "city", "gender", "age", "income", "label"])
+        # The rows licence is bought: a signed quote the buyer can recompute, then accepted.
+        signed = call("POST", f"/v1/datasets/{ds['id']}/quotes", buyer["token"], json={
+            "mode": "rows", "days": 90, "columns": ["resident_id", "mobile", "city", "gender", "age", "income",
+                                                     "label"]})
+        offer = signed["quote"]
+        assert recompute(PricedQuote.from_json(offer)) == offer["charge"]
+        f = offer["scope"]["factors"]
+        console.print(f"[bold]5. quote[/] {offer['id']}: ¥{offer['charge'] / 100:,.2f} = ⌈base ¥"
+                      f"{offer['inputs']['base'] / 100:,.0f} × grade {offer['inputs']['grade']} "
+                      f"{offer['inputs']['grade_factor']} × scarcity {offer['inputs']['scarcity']['value'][:6]} "
+                      f"(M={offer['inputs']['scarcity']['substitutes']}, D={offer['inputs']['scarcity']['buyers']})"
+                      f" × use {offer['inputs']['use_factor']} × rows {f['rows'][:6]} × columns {f['columns'][:6]}"
+                      f" × term {f['term'][:6]}⌉ fen — signed, valid 15 min, recomputed by the buyer from its "
+                      "listed inputs")
+        accepted = http.post(f"/v1/quotes/{offer['id']}/accept", headers={"authorization": f"Bearer {buyer['token']}"},
+                             json=signed)
+        accepted.raise_for_status()
+        rows_lic = accepted.json()
+        replay = http.post(f"/v1/quotes/{offer['id']}/accept", headers={"authorization": f"Bearer {buyer['token']}"},
+                           json=signed)
+        [sale] = call("GET", f"/v1/datasets/{ds['id']}/settlements", provider["token"])
+        names = {p["id"]: n for n, p in parties.items()}
+        payouts = ", ".join(f"{names[k]} ¥{v / 100:,.2f}" for k, v in sale["payouts"].items())
+        console.print(f"   accepted → licence {rows_lic['id']} (accepting again returns it: HTTP {replay.status_code});"
+                      f" settlement: {payouts} — sums exactly to ¥{sale['price_fen'] / 100:,.2f} (shares by rows "
+                      "kept, and exact KNN-Shapley value on a committed validation split)")
         agg_lic = grant("aggregate", ["city", "gender", "income", "age"], epsilon="1")
         model_lic = grant("model", ["age", "income", "label"], epsilon="4")
         verifier = NoteVerifier.from_key(call("GET", "/v1/node", buyer["token"])["ledger"]["verifier_key"])
         receipt = Receipt.from_json(rows_lic["receipt"])
         grant_head = verify_receipt(receipt, verifier)
-        console.print(f"[bold]5. licences[/] rows {rows_lic['id']}, aggregate {agg_lic['id']} (ε budget 1), "
-                      f"model {model_lic['id']} (ε budget 4) → {buyer['name']}")
+        console.print(f"   granted: aggregate {agg_lic['id']} (ε budget 1), model {model_lic['id']} (ε budget 4) → "
+                      f"{buyer['name']}")
         console.print(f"   ledger receipt: entry {receipt.entry.seq} ({receipt.entry.kind}) is in the signed tree "
                       f"of {grant_head.size} entries — inclusion proof of {len(receipt.inclusion)} hashes, verified "
                       "by the buyer with the node's published key")

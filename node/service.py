@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from ledger import Entry, Receipt, canonical_json
 from node.authz import Authorizer, Resource
@@ -300,7 +300,8 @@ class NodeService:
             raise InvalidArgument("limit must be 1-1000", code="invalid_argument")
         out: list[Dataset] = []
         with self.db.reader() as session:
-            query = select(Dataset).order_by(Dataset.id)
+            # The quality report and the serialized schema are large and not part of a catalog entry.
+            query = select(Dataset).options(defer(Dataset.quality), defer(Dataset.arrow_schema)).order_by(Dataset.id)
             if actor.role != "operator":
                 licensed = select(License.dataset_id).where(License.buyer_id == actor.id)
                 query = query.where(or_(Dataset.listed, Dataset.owner_id == actor.id, Dataset.id.in_(licensed)))
