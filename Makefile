@@ -38,6 +38,8 @@ bench: venv
 	$(BIN)/python bench/bench_dp_aggregate.py
 	$(BIN)/python bench/bench_pii.py
 	$(BIN)/python bench/bench_catalog.py
+	$(BIN)/python bench/bench_quality.py
+	$(BIN)/python bench/bench_shapley.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
