@@ -73,6 +73,14 @@ def _run(fn: Callable[[], None]) -> None:
         raise typer.Exit(1) from None
 
 
+def _emit_json(obj: Any, out: Path | None) -> None:
+    """Print ``obj`` as JSON and, with ``out``, also save it there (for a later command or a third party)."""
+    text = json.dumps(obj, ensure_ascii=False, indent=2)
+    if out is not None:
+        out.write_text(text + "\n", encoding="utf-8")
+    console.print_json(text)
+
+
 def _me(node: Node, token: str) -> Principal:
     return node.service.authenticate(token)
 
@@ -258,10 +266,7 @@ def quote_request(
         with _node(home) as node:
             me = _me(node, token)
             signed = node.trading.quote(me, node.service.get_dataset(me, dataset), request)
-        text = json.dumps(signed, ensure_ascii=False, indent=2)
-        if out is not None:
-            out.write_text(text + "\n", encoding="utf-8")
-        console.print_json(text)
+        _emit_json(signed, out)
 
     _run(body)
 
@@ -423,10 +428,7 @@ def ledger_proof(
             if seq >= node.ledger.size():
                 raise NotFound("no such ledger entry", code="entry_not_found")
             receipt = node.ledger.receipt(seq).to_json() | {"verifier_key": node.ledger.verifier.to_key()}
-        text = json.dumps(receipt, ensure_ascii=False, indent=2)
-        if out is not None:
-            out.write_text(text + "\n", encoding="utf-8")
-        console.print_json(text)
+        _emit_json(receipt, out)
 
     _run(body)
 

@@ -151,3 +151,40 @@ def test_ledger_commands_verify_prove_and_name_tampering(tmp_path: Path) -> None
     tampered = dsnode("ledger", "verify", env=env, check=False)
     assert tampered.returncode == 3
     assert "ledger TAMPERED" in tampered.stderr and f"entry {access}:" in tampered.stderr
+
+
+def test_quote_accept_shares_and_settlements_from_the_cli(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    op = _token(dsnode("init", "--home", str(home)).stdout)
+    env = {"DSNODE_HOME": str(home)}
+    prov = json.loads(dsnode("participant", "create", "acme", "--role", "provider", "--token", op, env=env).stdout)
+    buyer = json.loads(dsnode("participant", "create", "lab", "--role", "buyer", "--token", op, env=env).stdout)
+    csv = tmp_path / "t.csv"
+    csv.write_text("city,amount\n" + "".join(f"{c},{i}\n" for i, c in enumerate(["北京", "上海"] * 50)),
+                   encoding="utf-8")
+    manifest = tmp_path / "m.json"
+    manifest.write_text(json.dumps({"name": "cities", "title": "Cities", "description": "d", "license_text": "l",
+                                    "contact": "c@example.test", "tags": ["t"], "intended_uses": ["tests"],
+                                    "limitations": "tiny", "provenance": {
+                                        "source": "s", "collection_method": "m", "time_span": "2026",
+                                        "processing": "none"},
+                                    "privacy": {"policy": {"columns": [
+                                        {"column": "city", "role": "attribute", "transform": "keep"},
+                                        {"column": "amount", "role": "attribute", "transform": "keep"}]}}}),
+                        encoding="utf-8")
+    ds = json.loads(dsnode("dataset", "publish", str(csv), "--manifest", str(manifest), "--token", prov["token"],
+                           env=env).stdout)
+    quality = dsnode("dataset", "quality", ds["id"], "--reassess", "--token", prov["token"], env=env).stdout
+    assert f"grade {ds['grade']}" in quality and "not assessed" in quality
+    signed = tmp_path / "quote.json"
+    dsnode("quote", "request", ds["id"], "--days", "30", "--columns", "city", "--token", buyer["token"],
+           "--out", str(signed), env=env)
+    lic = json.loads(dsnode("quote", "accept", str(signed), "--token", buyer["token"], env=env).stdout)
+    assert lic["columns"] == ["city"] and lic["receipt"]["entry"]["kind"] == "license.granted"
+    again = json.loads(dsnode("quote", "accept", str(signed), "--token", buyer["token"], env=env).stdout)
+    assert again["id"] == lic["id"]
+    shares = json.loads(dsnode("dataset", "shares", ds["id"], "--token", prov["token"], env=env).stdout)
+    assert shares["shares"] == {prov["id"]: "1/1"}
+    settled = dsnode("dataset", "settlements", ds["id"], "--token", prov["token"], env=env).stdout
+    assert f"{prov['id']}" in settled and str(json.loads(signed.read_text())["quote"]["charge"]) in \
+        settled.replace(",", "")
