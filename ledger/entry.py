@@ -38,6 +38,7 @@ KINDS: Mapping[str, frozenset[str]] = {
                                  "input_sha256", "report_sha256"}),
     "quote.issued": frozenset({"quote", "dataset", "buyer", "charge_fen", "expires_at", "body_sha256"}),
     "quote.accepted": frozenset({"quote", "license", "dataset", "buyer", "charge_fen"}),
+    "license.extended": frozenset({"license", "quote", "columns", "rows", "expires_at", "epsilon"}),
     "contribution.recorded": frozenset({"dataset", "contributor", "kind", "amount", "inputs_sha256"}),
     "settlement": frozenset({"settlement", "quote", "license", "dataset", "price_fen", "payouts", "shares_sha256"}),
     "budget.charged": frozenset({"license", "dataset", "mode", "charge", "epsilon", "delta", "query",

@@ -47,6 +47,13 @@ class BudgetStore:
         """Create a budget inside the caller's transaction (a licence grant, a publication)."""
         session.add(PrivacyBudget(scope=scope, scope_id=scope_id, total_units=total_units, spent_units=0))
 
+    def top_up(self, session: Session, license_id: str, units: int) -> None:
+        """Raise a licence's total inside the caller's transaction (a bought extension of its ε)."""
+        session.execute(update(PrivacyBudget).where(PrivacyBudget.scope == "license",
+                                                    PrivacyBudget.scope_id == license_id)
+                        .values(total_units=PrivacyBudget.total_units + units)
+                        .execution_options(synchronize_session=False))
+
     def charge(self, *, actor: str, license_id: str, dataset_id: str, mode: str, units: int, delta: float,
                query: str) -> Charge:
         """Debit ``units`` from the licence and the dataset, or raise ``budget_exhausted`` having charged nothing."""

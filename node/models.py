@@ -212,7 +212,10 @@ class Quote(Base):
     price_fen: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column()
-    license_id: Mapped[str | None] = mapped_column(ForeignKey("licenses.id"), unique=True, default=None)
+    license_id: Mapped[str | None] = mapped_column(ForeignKey("licenses.id"), index=True, default=None,
+                                                   doc="the licence its acceptance created or extended")
+    extends_id: Mapped[str | None] = mapped_column(ForeignKey("licenses.id"), default=None,
+                                                   doc="the licence whose scope this quote extends")
     accepted_at: Mapped[datetime | None] = mapped_column(default=None)
 
 

@@ -72,10 +72,12 @@ class QuoteRequest:
     rows: int | None = None
     epsilon: int = 0
     purpose: str | None = None
+    license: str | None = None  # extend this licence: charge price(held ∪ requested) − price(held)
 
     @classmethod
     def from_json(cls, obj: Any) -> QuoteRequest:
-        if not isinstance(obj, dict) or not set(obj) <= {"mode", "columns", "rows", "epsilon", "days", "purpose"}:
+        if not isinstance(obj, dict) or not set(obj) <= {"mode", "columns", "rows", "epsilon", "days", "purpose",
+                                                         "license"}:
             raise InvalidArgument("a quote request has mode, days, and optionally columns, rows, epsilon, purpose",
                                   code="invalid_quote_request")
         mode, days, rows = obj.get("mode"), obj.get("days"), obj.get("rows")
@@ -100,7 +102,10 @@ class QuoteRequest:
         purpose = obj.get("purpose")
         if purpose is not None and not isinstance(purpose, str):
             raise InvalidArgument("purpose must be a string", code="invalid_quote_request")
-        return cls(mode, days, tuple(columns) if columns else None, rows, epsilon, purpose)
+        license_id = obj.get("license")
+        if license_id is not None and (not isinstance(license_id, str) or not 0 < len(license_id) <= 64):
+            raise InvalidArgument("license must be a licence id", code="invalid_quote_request")
+        return cls(mode, days, tuple(columns) if columns else None, rows, epsilon, purpose, license_id)
 
 
 def _pricing_error(exc: PricingError) -> Exception:
@@ -148,19 +153,33 @@ class Trading:
                                 substitutes=count_substitutes(target, profiles), buyers=buyers)
             terms = Terms(request.rows or ds.num_rows, frozenset(request.columns or names), request.epsilon,
                           request.days)
+            held = self._held(actor, ds, request) if request.license else None
             priced = make_quote(basis, terms, id=new_id("q"), buyer=actor.id, issued_at=now.isoformat(),
-                                expires_at=(now + QUOTE_TTL).isoformat())
+                                expires_at=(now + QUOTE_TTL).isoformat(), held=held)
         except PricingError as exc:
             raise _pricing_error(exc) from exc
         body = priced.to_json()
         signature = base64.b64encode(self._key.sign(canonical_json(body))).decode("ascii")
         with self.db.transaction() as session:
             session.add(Quote(id=priced.id, dataset_id=ds.id, buyer_id=actor.id, body=body, signature=signature,
-                              price_fen=priced.charge, created_at=now, expires_at=now + QUOTE_TTL))
+                              price_fen=priced.charge, created_at=now, expires_at=now + QUOTE_TTL,
+                              extends_id=request.license))
             self.ledger.append(session, "quote.issued", actor.id, priced.id, {
                 "quote": priced.id, "dataset": ds.id, "buyer": actor.id, "charge_fen": priced.charge,
                 "expires_at": body["expires_at"], "body_sha256": hashlib.sha256(canonical_json(body)).hexdigest()})
         return {"quote": body, "signature": signature}
+
+    def _held(self, actor: Principal, ds: Dataset, request: QuoteRequest) -> Terms:
+        """The scope a licence holds: the terms of the quote that last created or extended it."""
+        with self.db.reader() as session:
+            lic = session.get(License, request.license)
+            last = session.get(Quote, lic.terms.get("quote")) if lic is not None else None
+        if lic is None or lic.buyer_id != actor.id or lic.dataset_id != ds.id:
+            raise NotFound("no such licence", code="license_not_found")
+        if lic.revoked_at is not None or last is None or lic.mode != request.mode:
+            raise InvalidArgument("only a live licence bought through a quote, in the same mode, can be extended",
+                                  code="invalid_quote_request")
+        return Terms.from_json(last.body["scope"]["terms"])
 
     def accept(self, actor: Principal, quote_id: str, presented: Any) -> tuple[License, bool]:
         """Turn a quote into a licence; returns the licence and whether this call created it."""
@@ -193,6 +212,10 @@ class Trading:
             ds = session.get(Dataset, locked.dataset_id)
             assert ds is not None
             scope = priced.scope.terms
+            if locked.extends_id is not None:
+                lic = self._extend(session, locked, priced, actor, now)
+                self._settle(session, ds, quote_id, lic.id, Fen(charge))
+                return lic, True
             lic = License(id=new_id("lic"), dataset_id=ds.id, buyer_id=actor.id, granted_by=ds.owner_id,
                           mode=priced.mode, columns=sorted(scope.columns),
                           terms={"quote": quote_id, "price_fen": charge, "rows": scope.rows,
@@ -212,6 +235,30 @@ class Trading:
                 "epsilon": None})
             self._settle(session, ds, quote_id, lic.id, Fen(charge))
         return lic, True
+
+    def _extend(self, session: Session, quote: Quote, priced: PricedQuote, actor: Principal, now: datetime
+                ) -> License:
+        """Grow the licence's scope to ``held ∪ requested`` (the quote charged only the difference)."""
+        lic = session.get(License, quote.extends_id, with_for_update=True)
+        assert lic is not None and priced.held is not None
+        last = session.get(Quote, lic.terms.get("quote"))
+        if lic.revoked_at is not None or last is None or last.body["scope"]["terms"] != priced.held.terms.to_json():
+            raise Conflict("the licence changed since the quote was issued; ask for a new one", code="quote_stale")
+        scope, held = priced.scope.terms, priced.held.terms
+        lic.columns = sorted(scope.columns)
+        lic.expires_at = lic.created_at + timedelta(days=scope.days)
+        lic.terms = {**lic.terms, "quote": quote.id, "rows": scope.rows,
+                     "price_fen": int(lic.terms.get("price_fen", 0)) + int(priced.charge)}
+        if lic.mode != "rows" and scope.epsilon > held.epsilon:
+            self.budgets.top_up(session, lic.id, scope.epsilon - held.epsilon)
+        quote.license_id, quote.accepted_at = lic.id, now
+        self.ledger.append(session, "quote.accepted", actor.id, quote.id, {
+            "quote": quote.id, "license": lic.id, "dataset": lic.dataset_id, "buyer": actor.id,
+            "charge_fen": int(priced.charge)})
+        self.ledger.append(session, "license.extended", actor.id, lic.id, {
+            "license": lic.id, "quote": quote.id, "columns": lic.columns, "rows": scope.rows,
+            "expires_at": lic.expires_at.isoformat(), "epsilon": scope.epsilon})
+        return lic
 
     def _license(self, license_id: str) -> License:
         with self.db.reader() as session:

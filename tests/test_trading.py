@@ -185,3 +185,31 @@ def test_contributors_are_paid_by_their_shares(harness: Harness, people: pa.Tabl
         assert sum(s["payouts"].values()) == s["price_fen"] and set(s["payouts"]) <= {provider.id, partner.id}
     recorded = _entries(h, "contribution.recorded")
     assert {e["payload"]["kind"] for e in recorded} == {"volume", "value", "valuation", "annotation"}
+
+
+def test_extending_a_licence_charges_only_the_difference(market: tuple[Harness, Party, Party, dict[str, Any]]
+                                                         ) -> None:
+    """History-aware charging: buying more of the same licence costs price(held ∪ new) − price(held), so what is
+    held plus the extension costs exactly what the union costs at once — spreading a purchase never saves money."""
+    h, _, buyer, ds = market
+    first = _quote(h, buyer, ds["id"], columns=["city", "age"], days=30)
+    lic = _accept(h, buyer, first).json()
+    more = _quote(h, buyer, ds["id"], columns=["income"], days=90, license=lic["id"])
+    assert more["quote"]["held"]["terms"]["columns"] == ["age", "city"]
+    assert recompute(Quote.from_json(more["quote"])) == more["quote"]["charge"]
+    extended = _accept(h, buyer, more)
+    assert extended.status_code == 201 and extended.json()["id"] == lic["id"]
+    assert extended.json()["columns"] == ["age", "city", "income"]
+    at_once = _quote(h, buyer, ds["id"], columns=["city", "age", "income"], days=90)["quote"]
+    assert more["quote"]["inputs"] == at_once["inputs"]  # same basis (scarcity moved after the first sale)
+    assert more["quote"]["held"]["price"] + more["quote"]["charge"] == at_once["charge"]
+    [ext] = _entries(h, "license.extended")
+    assert ext["subject"] == lic["id"] and ext["payload"]["columns"] == ["age", "city", "income"]
+    stale = _quote(h, buyer, ds["id"], columns=["label"], days=90, license=lic["id"])
+    newer = _quote(h, buyer, ds["id"], columns=["gender"], days=90, license=lic["id"])
+    assert _accept(h, buyer, newer).status_code == 201
+    refused = _accept(h, buyer, stale)  # priced on a scope the licence no longer has
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "quote_stale"
+    got = h.flight().do_get(fl.Ticket(json.dumps({"license": lic["id"], "dataset": ds["id"]}).encode()),
+                            buyer.flight_options).read_all()
+    assert set(got.column_names) == {"city", "age", "income", "gender"}

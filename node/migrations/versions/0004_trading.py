@@ -27,16 +27,18 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('license_id', sa.String(length=40), nullable=True),
+    sa.Column('extends_id', sa.String(length=40), nullable=True),
     sa.Column('accepted_at', sa.DateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['buyer_id'], ['participants.id'], ),
     sa.ForeignKeyConstraint(['dataset_id'], ['datasets.id'], ),
     sa.ForeignKeyConstraint(['license_id'], ['licenses.id'], ),
-    sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('license_id')
+    sa.ForeignKeyConstraint(['extends_id'], ['licenses.id'], ),
+    sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('quotes', schema=None) as batch_op:
         batch_op.create_index('ix_quotes_buyer_id', ['buyer_id'], unique=False)
         batch_op.create_index('ix_quotes_dataset_id', ['dataset_id'], unique=False)
+        batch_op.create_index('ix_quotes_license_id', ['license_id'], unique=False)
     op.create_table('contributions',
     sa.Column('id', sa.String(length=40), nullable=False),
     sa.Column('dataset_id', sa.String(length=40), nullable=False),
