@@ -15,9 +15,6 @@ contract LedgerAnchor {
     uint64 public latestSize;
     /// @notice Block timestamp (seconds since the Unix epoch) of the most recent anchor; 0 before the first one.
     uint64 public latestTimestamp;
-    /// @notice Root of the most recent anchor; zero before the first one.
-    bytes32 public latestRoot;
-
     mapping(uint64 => bytes32) private _roots;
 
     /// @notice A root was anchored for `treeSize` entries at block time `timestamp` (seconds).
@@ -39,7 +36,6 @@ contract LedgerAnchor {
         _roots[treeSize] = root;
         latestSize = treeSize;
         latestTimestamp = uint64(block.timestamp);
-        latestRoot = root;
         emit Anchored(treeSize, root, block.timestamp);
     }
 
@@ -48,8 +44,14 @@ contract LedgerAnchor {
         return _roots[treeSize];
     }
 
+    /// @notice Root of the most recent anchor; zero before the first one.
+    /// @dev Read from the size-to-root map rather than stored twice, which saves a storage write per anchor.
+    function latestRoot() public view returns (bytes32) {
+        return _roots[latestSize];
+    }
+
     /// @notice The most recent anchor: `(treeSize, root, timestamp)`, all zero before the first one.
     function latest() external view returns (uint64 treeSize, bytes32 root, uint64 timestamp) {
-        return (latestSize, latestRoot, latestTimestamp);
+        return (latestSize, latestRoot(), latestTimestamp);
     }
 }
