@@ -27,7 +27,7 @@ from node.storage import DatasetStore
 from privacy.kanon import check, suppress
 from privacy.pii import scan
 from privacy.policy import ReleasePolicy
-from privacy.transform import apply_policy, release_schema
+from privacy.transform import apply_policy
 
 __all__ = ["Release", "ReleaseStore", "licensed_policy", "output_is_k_anonymous"]
 
@@ -46,9 +46,6 @@ class Release:
     k: int
     suppressed: int
 
-    def schema(self) -> pa.Schema:
-        return self.table.schema
-
 
 class ReleaseStore:
     def __init__(self, store: DatasetStore, key: Ed25519PrivateKey) -> None:
@@ -64,10 +61,6 @@ class ReleaseStore:
         across licences; they cannot be recomputed without the node key."""
         return HKDF(hashes.SHA256(), 32, salt=b"dsnode pseudonyms v1",
                     info=license_id.encode()).derive(self._secret)
-
-    @staticmethod
-    def schema(raw: pa.Schema, policy: ReleasePolicy) -> pa.Schema:
-        return release_schema(raw, policy)
 
     def get(self, license_id: str, location: str, dataset_sha256: str, policy: ReleasePolicy,
             rows: int | None = None) -> Release:

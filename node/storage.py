@@ -23,7 +23,6 @@ from typing import Literal
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
-import pyarrow.dataset as pds
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
@@ -121,10 +120,6 @@ class DatasetStore:
                 writer.write_batch(batch)
 
     # ---- reading -------------------------------------------------------------------------------------------
-    def scan_source(self, location: str) -> pds.Dataset:
-        """A scannable dataset over the memory-mapped serving copy (see :meth:`table`)."""
-        return pds.dataset(self.table(location))
-
     def table(self, location: str) -> pa.Table:
         """The dataset as a table over the memory-mapped serving copy (rebuilt from Parquet if it is missing).
 

@@ -56,12 +56,17 @@ def test_a_world_readable_key_is_refused(tmp_path: Path) -> None:
         load_key(home / "node_key.pem")
 
 
-def test_resource_commands_round_trip(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def _home_with_parties(home: Path) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """``dsnode init`` a home and register a provider and a buyer through the CLI."""
     op = _token(dsnode("init", "--home", str(home)).stdout)
     env = {"DSNODE_HOME": str(home)}
     prov = json.loads(dsnode("participant", "create", "acme", "--role", "provider", "--token", op, env=env).stdout)
     buyer = json.loads(dsnode("participant", "create", "lab", "--role", "buyer", "--token", op, env=env).stdout)
+    return env, prov, buyer
+
+
+def test_resource_commands_round_trip(tmp_path: Path) -> None:
+    env, prov, buyer = _home_with_parties(tmp_path / "home")
     csv = tmp_path / "t.csv"
     csv.write_text("city,age\n北京,30\n上海,41\n", encoding="utf-8")
     manifest = tmp_path / "m.json"
@@ -154,11 +159,7 @@ def test_ledger_commands_verify_prove_and_name_tampering(tmp_path: Path) -> None
 
 
 def test_quote_accept_shares_and_settlements_from_the_cli(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    op = _token(dsnode("init", "--home", str(home)).stdout)
-    env = {"DSNODE_HOME": str(home)}
-    prov = json.loads(dsnode("participant", "create", "acme", "--role", "provider", "--token", op, env=env).stdout)
-    buyer = json.loads(dsnode("participant", "create", "lab", "--role", "buyer", "--token", op, env=env).stdout)
+    env, prov, buyer = _home_with_parties(tmp_path / "home")
     csv = tmp_path / "t.csv"
     csv.write_text("city,amount\n" + "".join(f"{c},{i}\n" for i, c in enumerate(["北京", "上海"] * 50)),
                    encoding="utf-8")
