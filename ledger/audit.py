@@ -8,7 +8,7 @@ truncated and re-grown — even one re-signed with the node's own key — fails 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ledger.entry import GENESIS_PREV, Entry, EntryError
@@ -63,13 +63,16 @@ def audit(
     trusted: Sequence[str] = (),
     state: tuple[int, bytes] | None = None,
     progress: Callable[[int], None] | None = None,
+    anchored: Mapping[int, bytes] | None = None,
 ) -> AuditReport:
     """Verify the log; raise :class:`LedgerTampered` at the first problem.
 
     ``trusted`` are signed checkpoint notes kept by the auditor; ``state`` is the store's cached
     ``(size, compact range bytes)``, checked against the recomputed tree; ``progress`` is called with the number
-    of entries verified so far, every 10,000 entries.
+    of entries verified so far, every 10,000 entries; ``anchored`` maps tree sizes to roots published elsewhere
+    (on chain), each of which the stored entries must reproduce.
     """
+    anchors = dict(anchored or {})
     due: dict[int, list[StoredCheckpoint]] = {}
     for cp in checkpoints:
         due.setdefault(cp.size, []).append(cp)
@@ -111,12 +114,15 @@ def audit(
         expected += 1
         for cp in due.get(expected, ()):
             _check_checkpoint(cp, tree.root(), verifier, origin)
+        if expected in anchors and anchors[expected] != tree.root():
+            raise LedgerTampered("the root anchored on chain for this size differs from the root of the stored "
+                                 "entries: history was rewritten after it was anchored", checkpoint=expected)
         if progress is not None and expected % 10_000 == 0:
             progress(expected)
 
-    beyond = sorted(size for size in due if size > expected)
+    beyond = sorted(size for size in (*due, *anchors) if size > expected)
     if beyond:
-        raise LedgerTampered(f"a signed head covers {beyond[-1]} entries but only {expected} are stored: "
+        raise LedgerTampered(f"a signed or anchored head covers {beyond[-1]} entries but only {expected} are stored: "
                              "history was truncated", checkpoint=beyond[-1])
     if state is not None and state != (tree.size, tree.to_bytes()):
         raise LedgerTampered(f"the stored size and right border ({state[0]} entries) differ from the entries "

@@ -41,6 +41,7 @@ KINDS: Mapping[str, frozenset[str]] = {
     "license.extended": frozenset({"license", "quote", "columns", "rows", "expires_at", "epsilon"}),
     "contribution.recorded": frozenset({"dataset", "contributor", "kind", "amount", "inputs_sha256"}),
     "settlement": frozenset({"settlement", "quote", "license", "dataset", "price_fen", "payouts", "shares_sha256"}),
+    "checkpoint.anchored": frozenset({"size", "root", "chain_id", "contract", "tx", "block"}),
     "budget.charged": frozenset({"license", "dataset", "mode", "charge", "epsilon", "delta", "query",
                                  "license_remaining", "dataset_remaining"}),
 }

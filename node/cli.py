@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,6 +41,8 @@ app.add_typer(participant_app, name="participant")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(license_app, name="license")
 app.add_typer(ledger_app, name="ledger")
+chain_app = typer.Typer(help="The chain the node anchors its ledger on.", no_args_is_help=True)
+app.add_typer(chain_app, name="chain")
 quote_app = typer.Typer(help="Ask for a signed quote, accept it.", no_args_is_help=True)
 app.add_typer(quote_app, name="quote")
 
@@ -71,6 +74,12 @@ def _run(fn: Callable[[], None]) -> None:
     except (FileNotFoundError, FileExistsError, PermissionError, ValueError) as exc:
         err.print(f"[red]error[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
+    except RuntimeError as exc:
+        chain = sys.modules.get("contracts.chain")  # imported only by nodes that used their chain
+        if chain is None or not isinstance(exc, chain.ChainError):
+            raise
+        err.print(f"[red]chain error[/] {escape(str(exc))}")
+        raise typer.Exit(4) from None
 
 
 def _emit_json(obj: Any, out: Path | None) -> None:
@@ -143,14 +152,15 @@ def demo(
 def participant_create(
     name: str, role: Annotated[str, typer.Option(help="operator | provider | buyer | exchange")],
     token: Token, home: Home = None,
+    address: Annotated[str | None, typer.Option(help="EVM address its on-chain payouts go to (0x…).")] = None,
 ) -> None:
     """Register a participant; prints its token once."""
 
     def body() -> None:
         with _node(home) as node:
-            created = node.service.create_participant(_me(node, token), name, role)
+            created = node.service.create_participant(_me(node, token), name, role, address=address)
             console.print_json(json.dumps({"id": created.participant.id, "name": name, "role": role,
-                                           "token": created.token}))
+                                           "address": created.participant.address, "token": created.token}))
 
     _run(body)
 
@@ -370,6 +380,9 @@ def ledger_verify(
         "--trusted-head", exists=True, dir_okay=False,
         help="A signed head saved earlier (`dsnode ledger head --out`); the log must still contain it.")] = None,
     key: VerifierKey = None,
+    chain: Annotated[bool, typer.Option(
+        "--chain", help="Also check every root anchored on chain against the log (consistency proofs), the "
+        "node's anchor records and the licences mirrored to the LicenseRegistry.")] = False,
 ) -> None:
     """Recompute the hash chain, the Merkle tree and every signed head. Exit 0 when intact; exit 3 naming the
     first bad entry otherwise."""
@@ -377,12 +390,18 @@ def ledger_verify(
     def body() -> None:
         notes = [path.read_text(encoding="utf-8") for path in trusted or []]
         with _node(home) as node:
+            link = node.chain if chain else None
+            if chain and link is None:
+                raise ValueError("this node's chain is off (chain = \"off\"); --chain has nothing to check")
+            anchors = link.anchors() if link is not None else []
             total = node.ledger.size()
             with Progress(TextColumn("verifying ledger"), BarColumn(), MofNCompleteColumn(),
                           TimeRemainingColumn(), console=err, transient=True) as bar:
                 task = bar.add_task("verify", total=total)
                 try:
-                    report = node.ledger.audit(notes, lambda n: bar.update(task, completed=n), _verifier(key))
+                    report = node.ledger.audit(notes, lambda n: bar.update(task, completed=n), _verifier(key),
+                                               anchored={a.size: a.root for a in anchors})
+                    checked = link.check(report, anchors) if link is not None else None
                 except LedgerTampered as exc:
                     bar.stop()
                     err.print(f"[red bold]ledger TAMPERED[/] {escape(str(exc))}")
@@ -390,7 +409,59 @@ def ledger_verify(
             head = node.ledger.checkpoint()
         console.print(f"[green]ledger intact[/]: {report.size:,} entries, root {report.root.hex()}, "
                       f"{report.checkpoints} signed heads and {report.trusted} trusted heads verified")
+        if checked is not None:
+            latest = checked.latest
+            console.print(
+                f"[green]chain consistent[/]: {checked.anchors} anchors on chain {checked.chain_id} "
+                f"(LedgerAnchor {checked.contract}) are roots of this log"
+                + (f", the latest for {latest.size:,} entries in block {latest.block} (tx {latest.tx_hash})"
+                   if latest else " (none yet: run `dsnode ledger anchor`)")
+                + f"; {checked.records} anchor records and {checked.licences} mirrored licences match the chain")
         console.print(escape(head.note), end="")
+
+    _run(body)
+
+
+@ledger_app.command("anchor")
+def ledger_anchor(home: Home = None) -> None:
+    """Mirror pending licences and settlements to the chain, then anchor the current signed tree head
+    (deploying the node's contracts on first use)."""
+
+    def body() -> None:
+        with _node(home) as node:
+            link = node.chain
+            if link is None:
+                raise ValueError("this node's chain is off (chain = \"off\"); set chain in config.toml")
+            with console.status("mirroring licences and settlements"):
+                mirrored = 0
+                while (n := link.mirror()) > 0:
+                    mirrored += n
+            with console.status("anchoring the signed tree head"):
+                done = link.anchor()
+            status = link.status()
+        if mirrored:
+            console.print(f"mirrored {mirrored} ledger entries (licences, revocations, settlements)")
+        if done is None:
+            latest = status["latest_anchor"]
+            console.print(f"already anchored: the chain holds the root of {latest['size']:,} entries, which "
+                          "covers every entry but anchor records")
+        else:
+            console.print(f"[green]anchored[/] {done.size:,} entries, root {done.root.hex()}, in tx {done.tx_hash} "
+                          f"(block {done.block}, {done.gas_used:,} gas, {done.seconds * 1000:.0f} ms); recorded as "
+                          f"ledger entry {done.entry.seq}")
+
+    _run(body)
+
+
+@chain_app.command("status")
+def chain_status(home: Home = None) -> None:
+    """Where this node anchors: chain, account, contract addresses, latest anchor, mirroring progress."""
+
+    def body() -> None:
+        with _node(home) as node:
+            if node.chain is None:
+                raise ValueError("this node's chain is off (chain = \"off\")")
+            console.print_json(json.dumps(node.chain.status()))
 
     _run(body)
 

@@ -44,6 +44,7 @@ _MAX_SEQ = 2**53 - 1
 class ParticipantIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: Literal["operator", "provider", "buyer", "exchange"]
+    address: str | None = Field(default=None, description="EVM address for on-chain payouts (0x…, 20 bytes).")
 
 
 class LicenseIn(BaseModel):
@@ -119,13 +120,14 @@ def create_app(node: "Node") -> FastAPI:
     @app.post("/v1/participants", status_code=201, tags=["participants"])
     def create_participant(body: ParticipantIn, caller: Caller) -> dict[str, Any]:
         """Register a participant (operators only). The token is shown in this response only."""
-        created = service.create_participant(caller, body.name, body.role)
+        created = service.create_participant(caller, body.name, body.role, address=body.address)
         p = created.participant
-        return {"id": p.id, "name": p.name, "role": p.role, "token": created.token}
+        return {"id": p.id, "name": p.name, "role": p.role, "address": p.address, "token": created.token}
 
     @app.get("/v1/participants", tags=["participants"])
     def list_participants(caller: Caller) -> list[dict[str, Any]]:
-        return [{"id": p.id, "name": p.name, "role": p.role} for p in service.list_participants(caller)]
+        return [{"id": p.id, "name": p.name, "role": p.role, "address": p.address}
+                for p in service.list_participants(caller)]
 
     @app.get("/v1/me", tags=["participants"])
     def me(caller: Caller) -> dict[str, str]:
@@ -266,6 +268,21 @@ def create_app(node: "Node") -> FastAPI:
         head = ledger.checkpoint()
         return {"origin": ledger.origin, "size": head.size, "root": head.root.hex(), "checkpoint": head.note,
                 "signed_at": head.created_at.isoformat(), "verifier_key": ledger.verifier.to_key()}
+
+    @app.get("/v1/chain", tags=["ledger"])
+    def chain_status() -> dict[str, Any]:
+        """Where this node anchors its ledger and mirrors licences: chain id, account, contract addresses, latest
+        anchor. Public, so anyone can check the anchors against ``/v1/ledger/head`` and consistency proofs."""
+        link = node.chain
+        if link is None:
+            raise NotFound("this node anchors on no chain", code="chain_off")
+        from contracts.chain import ChainError
+
+        try:
+            return link.status()
+        except ChainError:
+            raise Unavailable("the chain is not reachable or has no contracts of this node yet",
+                              code="chain_unavailable") from None
 
     @app.get("/v1/ledger/entries", tags=["ledger"])
     def ledger_entries(

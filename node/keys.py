@@ -6,10 +6,11 @@ import os
 import stat
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["create_key", "load_key", "public_key_hex"]
+__all__ = ["create_key", "derive_secret", "load_key", "public_key_hex"]
 
 
 def create_key(path: Path) -> Ed25519PrivateKey:
@@ -36,3 +37,10 @@ def load_key(path: Path) -> Ed25519PrivateKey:
 
 def public_key_hex(key: Ed25519PrivateKey) -> str:
     return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
+
+
+def derive_secret(key: Ed25519PrivateKey, purpose: str, context: bytes = b"") -> bytes:
+    """32 bytes derived from the node key by HKDF-SHA256 for one ``purpose``; unlinkable across purposes."""
+    raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                            serialization.NoEncryption())
+    return HKDF(hashes.SHA256(), 32, salt=purpose.encode(), info=context).derive(raw)

@@ -225,9 +225,10 @@ class SqlLedger:
         return Receipt(entry, head.size, inclusion_proof(seq, head.size, self.nodes), head.note)
 
     def audit(self, trusted: Sequence[str] = (), progress: Callable[[int], None] | None = None,
-              verifier: NoteVerifier | None = None) -> AuditReport:
+              verifier: NoteVerifier | None = None, anchored: Mapping[int, bytes] | None = None) -> AuditReport:
         """Verify everything stored, from one consistent snapshot (see :func:`ledger.audit`). ``verifier``
-        pins the key heads must be signed with (default: this node's key as loaded from its home)."""
+        pins the key heads must be signed with (default: this node's key as loaded from its home); ``anchored``
+        maps sizes to roots anchored on chain."""
         with self.db.reader() as session:
             if not self.db.is_sqlite:
                 session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
@@ -248,7 +249,7 @@ class SqlLedger:
                     start = chunk[-1][0] + 1
 
             return audit(rows(), stored, verifier or self.verifier, self.origin, trusted=trusted,
-                         state=(size, bytes(frontier)), progress=progress)
+                         state=(size, bytes(frontier)), progress=progress, anchored=anchored)
 
 
 def _nodes_in(session: Session, ids: Collection[NodeId]) -> Mapping[NodeId, bytes]:

@@ -15,8 +15,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
-    "ApiToken", "Base", "CasbinRule", "Dataset", "LedgerCheckpoint", "LedgerEntry", "LedgerState", "License",
-    "Contribution", "Participant", "PrivacyBudget", "PrivacyCharge", "Quote", "ROLES", "Settlement", "utcnow",
+    "ApiToken", "Base", "CasbinRule", "ChainState", "Dataset", "LedgerCheckpoint", "LedgerEntry", "LedgerState",
+    "License", "Contribution", "Participant", "PrivacyBudget", "PrivacyCharge", "Quote", "ROLES", "Settlement",
+    "utcnow",
 ]
 
 ROLES = ("operator", "provider", "buyer", "exchange")
@@ -57,6 +58,8 @@ class Participant(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     role: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    address: Mapped[str | None] = mapped_column(String(42), default=None,
+                                                doc="EVM address (checksummed) that on-chain payouts go to")
 
 
 class ApiToken(Base):
@@ -244,3 +247,12 @@ class Settlement(Base):
     price_fen: Mapped[int] = mapped_column(BigInteger)
     payouts: Mapped[dict[str, Any]] = mapped_column(JSON, doc="participant id -> fen")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChainState(Base):
+    """What the node keeps about its chain: contract deployments per chain id, the mirroring cursor."""
+
+    __tablename__ = "chain_state"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -28,6 +29,9 @@ from node.settings import Settings
 from node.storage import DatasetStore
 from node.trading import Trading
 
+if TYPE_CHECKING:
+    from node.anchoring import ChainLink
+
 __all__ = ["InitResult", "Node", "init_home"]
 
 log = logging.getLogger("dsnode")
@@ -41,6 +45,9 @@ http_host = "127.0.0.1"
 http_port = 8000
 flight_host = "127.0.0.1"
 flight_port = 8815
+# chain = "embedded"                  # or "rpc" with chain_rpc_url, or "off"
+# anchor_every_entries = 1000
+# anchor_every_seconds = 600
 # database_url = "postgresql+psycopg://dsnode@127.0.0.1:5432/dsnode"
 """
 
@@ -94,6 +101,7 @@ class Node:
         self.budgets = BudgetStore(self.db, self.ledger, clock)
         self.releases = ReleaseStore(self.store, self.key)
         self.trading = Trading(self.db, self.authz, self.ledger, self.budgets, self.store, self.key, clock)
+        self._chain: ChainLink | None = None
         self.service = NodeService(self.db, self.authz, self.store, self.ledger, self.budgets, self.releases,
                                    self.trading, settings.token_pepper.get_secret_value().encode(), clock)
         self._servers: list[Callable[[], None]] = []
@@ -106,7 +114,21 @@ class Node:
     def public_key(self) -> str:
         return public_key_hex(self.key)
 
+    @property
+    def chain(self) -> ChainLink | None:
+        """The node's chain link, ``None`` when the chain is off; web3 is imported on first use only."""
+        if self._chain is None and self.settings.chain != "off":
+            from node.anchoring import ChainLink
+
+            self._chain = ChainLink(self.settings, self.db, self.ledger, self.key, self.clock)
+        return self._chain
+
     # ---- serving -------------------------------------------------------------------------------------------
+    def start_chain(self, interval: float = 1.0) -> None:
+        """Mirror licences and settlements and anchor on the configured cadence in a background thread."""
+        if self.chain is not None:
+            self.chain.start(interval)
+
     def start_flight(self) -> int:
         """Start the Flight plane in background threads; returns the bound port."""
         from node.flight import FlightServer
@@ -142,6 +164,8 @@ class Node:
         for stop in reversed(self._servers):
             stop()
         self._servers.clear()
+        if self._chain is not None:
+            self._chain.close()
         self.db.close()
 
     def __enter__(self) -> Node:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -143,10 +144,11 @@ class NodeService:
             return authenticate(session, self._pepper, token, self._clock())
 
     def create_participant(
-        self, actor: Principal | None, name: str, role: str, token_expires_at: datetime | None = None
+        self, actor: Principal | None, name: str, role: str, token_expires_at: datetime | None = None,
+        address: str | None = None,
     ) -> NewParticipant:
         """Register a participant and issue its first token. ``actor=None`` is the local bootstrap done by
-        ``dsnode init`` (the first operator)."""
+        ``dsnode init`` (the first operator). ``address`` is the EVM address its on-chain payouts go to."""
         if actor is not None:
             self.authz.authorize(actor.id, "participant.create", Resource.node())
         if role not in ROLES:
@@ -154,8 +156,10 @@ class NodeService:
         if not isinstance(name, str) or not 0 < len(name.strip()) <= 200 or name != name.strip():
             raise InvalidArgument("name must be 1-200 characters without surrounding spaces",
                                   code="invalid_participant")
+        if address is not None:
+            address = _evm_address(address)
         token = new_token()
-        participant = Participant(id=new_id("p"), name=name, role=role, created_at=self._clock())
+        participant = Participant(id=new_id("p"), name=name, role=role, created_at=self._clock(), address=address)
         try:
             with self.db.transaction() as session:
                 session.add(participant)
@@ -165,7 +169,8 @@ class NodeService:
                                      expires_at=token_expires_at))
                 self.authz.participant_created(session, participant.id, role)
                 self.ledger.append(session, "participant.created", actor.id if actor else "node", participant.id,
-                                   {"participant": participant.id, "name": name, "role": role})
+                                   {"participant": participant.id, "name": name, "role": role}
+                                   | ({"address": address} if address else {}))
         except IntegrityError as exc:
             raise Conflict("a participant with that name exists", code="participant_exists") from exc
         return NewParticipant(participant, token)
@@ -424,3 +429,15 @@ class NodeService:
         self.get_license(actor, license_id)
         seq = self.ledger.find(license_id, kind)
         return None if seq is None else self.ledger.receipt(seq)
+
+
+def _evm_address(value: str) -> str:
+    """A 0x-prefixed 20-byte hex address, returned checksummed (EIP-55); a mixed-case one must checksum."""
+    from eth_utils.address import is_checksum_address, to_checksum_address
+
+    if not isinstance(value, str) or not re.fullmatch(r"0x[0-9a-fA-F]{40}", value) or int(value, 16) == 0:
+        raise InvalidArgument("address must be a non-zero 0x-prefixed 20-byte hex EVM address",
+                              code="invalid_address")
+    if value != value.lower() and value != "0x" + value[2:].upper() and not is_checksum_address(value):
+        raise InvalidArgument("address has mixed case but a wrong EIP-55 checksum (a typo?)", code="invalid_address")
+    return str(to_checksum_address(value))

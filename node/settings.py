@@ -79,6 +79,30 @@ class Settings(BaseSettings):
         default=None, description="Name of the node's log in signed tree heads (C2SP checkpoint origin and key "
         "name); default dsnode.local/<first 8 bytes of SHA-256 of the node key, hex>."
     )
+    chain: Literal["embedded", "rpc", "off"] = Field(
+        default="embedded", description="Where the ledger is anchored and licences and payouts mirrored: `embedded`"
+        " (an in-process EVM persisted in chain_journal; needs nothing running), `rpc` (chain_rpc_url) or `off`."
+    )
+    chain_rpc_url: str | None = Field(default=None, description="EVM JSON-RPC endpoint when chain = rpc.")
+    chain_key: SecretStr | None = Field(
+        default=None, description="Hex secp256k1 private key of the node's chain account; default derived from "
+        "the node key (HKDF), so the account is stable for a home. On a real network, fund this account."
+    )
+    chain_journal: Path | None = Field(
+        default=None, description="The embedded chain's journal of signed transactions; default "
+        "<home>/chain.jsonl. Nodes that point at one file share one chain."
+    )
+    anchor_every_entries: int = Field(
+        default=1000, ge=0, description="Anchor the signed tree head once this many entries are unanchored; 0 = no."
+    )
+    anchor_every_seconds: float = Field(
+        default=600.0, ge=0, description="Anchor unanchored entries at least this often (seconds); 0 = no."
+    )
+    chain_mirror_licenses: bool = Field(default=True, description="Register granted licences in LicenseRegistry "
+                                        "and revoke them there.")
+    chain_pay_settlements: bool = Field(default=True, description="Pay settlements through RevenueSplitter when "
+                                        "every payee has an address.")
+    chain_wei_per_fen: int = Field(default=10**12, gt=0, description="Wei paid on chain per fen of a settlement.")
     log_level: str = "INFO"
 
     @field_validator("home", mode="after")
@@ -123,6 +147,10 @@ class Settings(BaseSettings):
     @property
     def data_dir(self) -> Path:
         return self.home / "data"
+
+    @property
+    def journal_path(self) -> Path:
+        return self.chain_journal or self.home / "chain.jsonl"
 
     @property
     def config_path(self) -> Path:
