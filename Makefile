@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 EXTRAS ?= test,ml
 TORCH  := torch==2.13.0
 
-.PHONY: venv demo test lint pytest bench clean
+.PHONY: venv demo test lint pytest bench clean devchain
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,17 @@ demo: venv
 	$(BIN)/dsnode demo
 
 lint: venv
-	$(BIN)/ruff check node privacy pricing ledger tests bench
+	$(BIN)/ruff check node privacy pricing ledger contracts tests bench
 	$(BIN)/mypy
 
-pytest: venv
+# A real EVM JSON-RPC dev chain (Hardhat 2, npm registry) for the JSON-RPC tests; they skip without npm.
+DEVCHAIN := deploy/devchain/node_modules/.bin/hardhat
+devchain: $(DEVCHAIN)
+$(DEVCHAIN): deploy/devchain/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --prefix deploy/devchain --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the JSON-RPC dev chain tests will skip"; fi
+
+pytest: venv devchain
 	$(BIN)/python -m pytest -q
 
 test: lint pytest

@@ -82,6 +82,8 @@ class Chain(Protocol):
 
     def send(self, fn: ContractFunction, value: int = 0) -> Sent: ...
 
+    def transfer(self, to: str, wei: int) -> Sent: ...
+
     def call(self, fn: ContractFunction) -> Any: ...
 
     def logs(self, event: type[ContractEvent] | ContractEvent, from_block: int = 0) -> list[Any]: ...
@@ -135,6 +137,11 @@ class _Web3Chain:
 
     def send(self, fn: ContractFunction, value: int = 0) -> Sent:
         return self._transact(lambda params: fn.build_transaction(params), value)
+
+    def transfer(self, to: str, wei: int) -> Sent:
+        """Send ``wei`` of the chain's coin from the node's account (e.g. to fund another account)."""
+        target = Web3.to_checksum_address(to)
+        return self._transact(lambda params: params | {"to": target, "gas": 21_000}, wei)
 
     def call(self, fn: ContractFunction) -> Any:
         with self._lock:
@@ -287,10 +294,14 @@ class EmbeddedChain(_Web3Chain):
             self._offset = end
 
     def _replay(self, record: dict[str, Any]) -> None:
-        self._set_next_timestamp(int(record["timestamp"]))
-        tx_hash = self.w3.eth.send_raw_transaction(HexStr(record["raw"]))
-        receipt = self.w3.eth.get_transaction_receipt(tx_hash)
-        if "0x" + bytes(tx_hash).hex() != record["hash"] or receipt["status"] != 1:
+        try:
+            self._set_next_timestamp(int(record["timestamp"]))
+            tx_hash = self.w3.eth.send_raw_transaction(HexStr(record["raw"]))
+            ok = self.w3.eth.get_transaction_receipt(tx_hash)["status"] == 1
+            ok = ok and "0x" + bytes(tx_hash).hex() == record.get("hash")
+        except Exception:  # an invalid signature, a sender that cannot pay, a malformed record …
+            ok = False
+        if not ok:
             raise ChainError(f"the embedded chain journal {self.journal} does not replay at transaction "
                              f"{record['hash']}; it was edited or written by another version")
         self._applied.append(record["hash"])
@@ -311,7 +322,8 @@ class EmbeddedChain(_Web3Chain):
                 self._append(fh, {"format": JOURNAL_FORMAT, "genesis_time": _GENESIS_TIME})
             try:
                 if self.w3.eth.get_balance(self.account) < _FUND_WEI // 10:
-                    self._journaled(fh, self._faucet, lambda p: p | {"to": self.account, "gas": 21_000}, _FUND_WEI)
+                    self._journaled(fh, self._faucet, lambda params: params | {"to": self.account, "gas": 21_000},
+                                    _FUND_WEI)
                 return self._journaled(fh, self._acct, build, value)
             except ChainReverted:
                 raise  # refused before anything was sent: the replica is unchanged

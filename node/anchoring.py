@@ -286,7 +286,7 @@ class ChainLink:
             return 0
         with self._db.reader() as session:
             addresses = dict(session.execute(select(Participant.id, Participant.address)
-                                             .where(Participant.id.in_(list(payouts)))).tuples().all())
+                                             .where(Participant.id.in_(list(payouts)))).all())
         missing = sorted(who for who in payouts if not addresses.get(who))
         reason = (f"payees without an address: {', '.join(missing)}" if missing else
                   f"more than {RevenueSplitter.MAX_PAYEES} payees" if len(payouts) > RevenueSplitter.MAX_PAYEES

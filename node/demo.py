@@ -117,7 +117,7 @@ def _payee_addresses(node: Node, payouts: dict[str, int]) -> dict[str, str]:
 
     with node.db.reader() as session:
         rows = session.execute(select(Participant.id, Participant.address)
-                               .where(Participant.id.in_(list(payouts)))).tuples().all()
+                               .where(Participant.id.in_(list(payouts)))).all()
     return {who: str(addr) for who, addr in rows if addr}
 
 
