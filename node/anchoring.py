@@ -39,7 +39,7 @@ from ledger.merkle import ProofError, verify_consistency
 from node.db import Database
 from node.keys import derive_secret
 from node.ledger_store import SqlLedger
-from node.models import ChainState, LedgerEntry, Participant, utcnow
+from node.models import ChainState, LedgerEntry, LedgerState, Participant, utcnow
 from node.settings import Settings
 
 __all__ = ["ANCHOR_KIND", "Anchored", "ChainCheck", "ChainLink", "Deployment", "dataset_key"]
@@ -230,12 +230,16 @@ class ChainLink:
         digest = hmac.new(self._buyer_key, participant_id.encode(), hashlib.sha256).digest()
         return Web3.to_checksum_address(digest[:20])
 
-    def _pending(self, start: int, limit: int) -> list[tuple[int, bytes, bytes]]:
+    def _pending(self, start: int, limit: int) -> tuple[list[tuple[int, bytes, bytes]], int]:
+        """Up to ``limit`` entries to mirror from ``start`` on, and the log size they were read at: entries below
+        it that are not returned need no mirroring, so the cursor may skip to it (each tick then reads only what
+        is new, not the whole log)."""
         with self._db.reader() as session:
+            size = int(session.scalar(select(LedgerState.size)) or 0)  # every entry below it is committed
             rows = session.execute(select(LedgerEntry.seq, LedgerEntry.entry_hash, LedgerEntry.body).where(
-                LedgerEntry.seq >= start, LedgerEntry.kind.in_(_MIRRORED)).order_by(LedgerEntry.seq)
-                .limit(limit)).all()
-        return [(int(seq), bytes(h), bytes(body)) for seq, h, body in rows]
+                LedgerEntry.seq >= start, LedgerEntry.seq < size, LedgerEntry.kind.in_(_MIRRORED))
+                .order_by(LedgerEntry.seq).limit(limit)).all()
+        return [(int(seq), bytes(h), bytes(body)) for seq, h, body in rows], size
 
     def mirror(self, limit: int = 100) -> int:
         """Mirror up to ``limit`` pending licence and settlement entries; returns how many were processed."""
@@ -244,14 +248,15 @@ class ChainLink:
         with self._lock:
             dep = self.deployment()
             cursor = self._state(_CURSOR) or {"next": 0, "block": 0}
-            done = 0
-            for seq, entry_hash, body in self._pending(int(cursor["next"]), limit):
+            pending, size = self._pending(int(cursor["next"]), limit)
+            for seq, entry_hash, body in pending:
                 entry = Entry.from_body(body)
                 block = self._mirror_one(dep, entry, entry_hash, int(cursor["block"]))
                 cursor = {"next": seq + 1, "block": max(int(cursor["block"]), block)}
                 self._put_state(_CURSOR, cursor)
-                done += 1
-            return done
+            if len(pending) < limit and size > int(cursor["next"]):
+                self._put_state(_CURSOR, {"next": size, "block": cursor["block"]})
+            return len(pending)
 
     def _mirror_one(self, dep: Deployment, entry: Entry, entry_hash: bytes, after_block: int) -> int:
         """Mirror one entry; returns the block of the transaction it took (0 for none)."""
@@ -319,7 +324,8 @@ class ChainLink:
     # ---- verification --------------------------------------------------------------------------------------
     def check(self, report: AuditReport, anchors: list[Anchor]) -> ChainCheck:
         """After ``ledger.audit(anchored=…)`` passed, prove each anchor consistent with the audited head, match
-        the node's anchor records to the chain, and check mirrored licences. Raises :class:`LedgerTampered`."""
+        the node's anchor records to the chain, and check mirrored licences. Raises :class:`LedgerTampered`.
+        Read ``anchors`` before the audit: the log only grows, so each must then be within the audited size."""
         dep = self.deployment(create=False)
         for a in anchors:
             if a.size > report.size:
@@ -334,7 +340,11 @@ class ChainLink:
         on_chain = {a.size: a for a in anchors}
         records = 0
         for seq, entry in self._entries_of(ANCHOR_KIND):
+            if seq >= report.size:
+                break  # appended after the audit
             p = entry.payload
+            if int(p["size"]) not in on_chain:  # anchored after ``anchors`` were read, by a node still running
+                on_chain.update((a.size, a) for a in dep.anchor.anchors())
             match = on_chain.get(int(p["size"]))
             if p["contract"] != dep.anchor.address:
                 continue  # an anchor on another chain or an earlier deployment

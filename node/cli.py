@@ -122,6 +122,7 @@ def serve(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         with _node(home, http_port=http_port, flight_port=flight_port) as node:
             hp, fp = node.start_http(), node.start_flight()
+            node.start_chain()
             console.print(f"HTTP   http://{node.settings.http_host}:{hp}  (OpenAPI at /docs)")
             console.print(f"Flight grpc://{node.settings.flight_host}:{fp}")
             stop = threading.Event()
