@@ -752,7 +752,10 @@ def test_revocation_stops_an_ongoing_stream(streaming: tuple[Harness, str | None
     provider, buyer = h.party("prov", "provider"), h.party("buy", "buyer")
     ds = h.publish(provider, wide(people), "wide")["id"]
     lic = h.grant(provider, ds, buyer)["id"]
-    client = h.flight()
+    # gRPC's BDP probing may grow the flow-control window until the whole 24 MB stream sits in buffers before a
+    # slow revoker (a new CLI process) commits; without it the window stays small and the server must re-check.
+    client = fl.connect(h.flight_uri, generic_options=[("grpc.http2.bdp_probe", 0)])
+    h._clients.append(client)
     reader = client.do_get(fl.Ticket(command(license=lic, dataset=ds)), buyer.flight_options)
     first = reader.read_chunk().data
     assert first.num_rows == 100
