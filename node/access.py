@@ -28,7 +28,7 @@ from node.identity import Principal
 from node.manifest import Manifest, PrivacyDeclarations
 from node.models import Dataset, License
 from node.query import RowsCommand, ScanPlan, filter_expression, plan_rows
-from node.release import licensed_policy, output_is_k_anonymous
+from node.release import Release, licensed_policy, output_is_k_anonymous
 from node.service import schema_from_record
 from privacy import dp, model
 from privacy.budget import EpsilonUnits, epsilon_value, format_epsilon
@@ -36,6 +36,7 @@ from privacy.policy import ReleasePolicy
 from privacy.transform import release_schema
 
 if TYPE_CHECKING:
+    from node.federation import Grant
     from node.runtime import Node
 
 __all__ = ["DataAccess", "Planned"]
@@ -53,6 +54,7 @@ class Planned:
     filter: pa.compute.Expression | None = None  # aggregate: on raw values, before aggregation
     train: model.TrainSpec | None = None
     rows: int | None = None            # the licence covers only the dataset's first ``rows`` rows (a quote's terms)
+    cap: int | None = None             # that cap over all partitions (``rows`` is it when below the local rows)
 
 
 def _model_schema() -> pa.Schema:
@@ -82,7 +84,11 @@ class DataAccess:
             raise NotFound("no such dataset", code="dataset_not_found")
         cap = terms.get("rows") if isinstance(terms, dict) else None
         rows = cap if isinstance(cap, int) and not isinstance(cap, bool) and cap < ds.num_rows else None
-        return replace(self._plan(command, state, ds), rows=rows)
+        if command.mode != "rows" and self._node.federation.partitions(ds.id):
+            raise InvalidArgument("DP aggregates and models run on one node; this dataset is partitioned across "
+                                  "nodes", code="partitioned_dataset")
+        return replace(self._plan(command, state, ds), rows=rows,
+                       cap=cap if isinstance(cap, int) and not isinstance(cap, bool) else None)
 
     def _plan(self, command: Command, state: LicenseState, ds: Dataset) -> Planned:
         raw_schema = schema_from_record(ds)
@@ -152,17 +158,35 @@ class DataAccess:
         node = self._node
         release = node.releases.get(planned.state.id, planned.dataset.location, planned.dataset.sha256,
                                     planned.policy, planned.rows)
-        scan = planned.scan
+        return self._scan(release, planned.scan)
+
+    def hosted_rows(self, grant: Grant) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+        """A partition hosted for a peer: the peer's licensed policy applied here (this node's own pseudonym key,
+        its own suppression and checks), the peer's query re-validated against the released schema."""
+        part = self._node.federation.hosted(grant.partition)
+        raw = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(part.arrow_schema)))
+        policy = ReleasePolicy.from_json(grant.policy)
+        command = RowsCommand.from_object({"license": grant.license, "dataset": grant.dataset,
+                                           **({"columns": grant.columns} if grant.columns is not None else {}),
+                                           "where": grant.where,
+                                           **({"limit": grant.limit} if grant.limit is not None else {})})
+        scan = plan_rows(command, release_schema(raw, policy), None, self._node.settings.max_query_rows)
+        release = self._node.releases.get(f"{grant.license}.{part.id}", part.location, part.sha256, policy,
+                                          grant.rows)
+        return scan.schema, self._scan(release, scan)
+
+    def _scan(self, release: Release, scan: ScanPlan) -> Iterator[pa.RecordBatch]:
+        batch_rows = self._node.settings.batch_rows
         source = pds.dataset(release.table)
         if scan.filter is None and scan.limit is None:
             # A projection of a verified release only merges its classes: it stays k-anonymous.
             batches: Iterator[pa.RecordBatch] = source.scanner(columns=scan.columns,
-                                                               batch_size=node.settings.batch_rows).to_batches()
+                                                               batch_size=batch_rows).to_batches()
             return batches
         table = source.to_table(columns=scan.columns, filter=scan.filter)
         if scan.limit is not None:
             table = table.slice(0, scan.limit)
-        return iter(output_is_k_anonymous(table, release).to_batches(node.settings.batch_rows))
+        return iter(output_is_k_anonymous(table, release).to_batches(batch_rows))
 
     def _rows_of(self, planned: Planned) -> pa.Table:
         table = self._node.store.table(planned.dataset.location)

@@ -23,7 +23,7 @@ from ledger import LedgerTampered, NoteError, NoteVerifier, Receipt, ReceiptErro
 from node.errors import NodeError, NotFound
 from node.identity import Principal
 from node.manifest import LicenseRequest, Manifest
-from node.runtime import Node, init_home
+from node.runtime import Node, init_home, is_initialized
 from node.service import dataset_json, license_json
 from node.settings import Settings
 from node.storage import FileFormat
@@ -95,11 +95,19 @@ def _me(node: Node, token: str) -> Principal:
 
 
 @app.command()
-def init(home: Home = None) -> None:
+def init(
+    home: Home = None,
+    if_needed: Annotated[bool, typer.Option(
+        "--if-needed", help="Do nothing (exit 0) when the node is already initialized: for container "
+        "entrypoints.")] = False,
+) -> None:
     """Create a node home: config, Ed25519 key (0600), database, data dir and the first operator."""
 
     def body() -> None:
         settings = Settings.load(home=home)
+        if if_needed and is_initialized(settings):
+            console.print(f"node home     {settings.home} (already initialized)")
+            return
         result = init_home(settings)
         console.print(f"node home     {settings.home}")
         console.print(f"node key      ed25519:{result.public_key}")

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pyarrow as pa
 import pyarrow.flight as fl
 
-from node.access import DataAccess
+from node.access import DataAccess, Planned
 from node.authz import Resource
 from node.dp_commands import Command
 from node.errors import InvalidArgument, NodeError, PermissionDenied, Unauthenticated, Unavailable
+from node.federation import GRANT_PREFIX
 from node.identity import Principal
 from node.query import RowsCommand, ScanPlan
 
@@ -79,8 +80,12 @@ class _HandshakeOnly(fl.ServerAuthHandler):  # type: ignore[misc]
 
 
 class _AuthMiddleware(fl.ServerMiddleware):  # type: ignore[misc]
-    def __init__(self, principal: Principal, echo_bearer: str | None) -> None:
+    """The caller: a participant of this node, or (``principal`` None) the holder of a bearer token this node does
+    not know, which only a grant signed by a peer that owns the data can authorize (``do_get`` on a partition)."""
+
+    def __init__(self, principal: Principal | None, echo_bearer: str | None, bearer_sha256: str | None) -> None:
         self.principal = principal
+        self.bearer_sha256 = bearer_sha256
         self._echo = echo_bearer
 
     def sending_headers(self) -> dict[str, str]:
@@ -101,7 +106,14 @@ class _AuthFactory(fl.ServerMiddlewareFactory):  # type: ignore[misc]
             raise Unauthenticated("missing or invalid credentials")
         scheme, _, credential = values[0].strip().partition(" ")
         if scheme.lower() == "bearer":
-            return _AuthMiddleware(self._node.service.authenticate(credential.strip()), None)
+            token = credential.strip()
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            try:
+                return _AuthMiddleware(self._node.service.authenticate(token), None, digest)
+            except Unauthenticated:
+                if info.method != fl.FlightMethod.DO_GET:
+                    raise
+                return _AuthMiddleware(None, None, digest)  # only a peer's grant can make this call succeed
         if scheme.lower() == "basic":
             credential = credential.strip()
             try:  # Go clients (the ADBC driver) send unpadded base64
@@ -112,16 +124,21 @@ class _AuthFactory(fl.ServerMiddlewareFactory):  # type: ignore[misc]
             principal = self._node.service.authenticate(token)
             if user not in (principal.id, principal.name):
                 raise Unauthenticated("missing or invalid credentials")
-            return _AuthMiddleware(principal, token)
+            return _AuthMiddleware(principal, token, hashlib.sha256(token.encode()).hexdigest())
         raise Unauthenticated("missing or invalid credentials")
 
 
 def _principal(context: fl.ServerCallContext) -> Principal:
     middleware = context.get_middleware("auth")
-    if middleware is None:  # pragma: no cover - the factory refuses unauthenticated calls first
+    if middleware is None or middleware.principal is None:
         raise Unauthenticated("missing or invalid credentials")
     principal: Principal = middleware.principal
     return principal
+
+
+def _bearer(context: fl.ServerCallContext) -> str | None:
+    middleware = context.get_middleware("auth")
+    return None if middleware is None else middleware.bearer_sha256
 
 
 class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
@@ -129,13 +146,19 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
 
     def __init__(self, node: Node) -> None:
         settings = node.settings
-        location = f"grpc://{settings.flight_host}:{settings.flight_port}"
+        scheme = "grpc+tls" if settings.tls else "grpc"
+        location = f"{scheme}://{settings.flight_host}:{settings.flight_port}"
+        tls = {}
+        if settings.tls:
+            assert settings.tls_cert_file is not None and settings.tls_key_file is not None
+            tls = {"tls_certificates": [fl.CertKeyPair(settings.tls_cert_file.read_bytes(),
+                                                       settings.tls_key_file.read_bytes())]}
         # The no-op handler only makes the Handshake RPC succeed (without one, gRPC answers UNIMPLEMENTED and
         # ``authenticate_basic_token`` / ADBC fail); _AuthFactory still authenticates every call.
-        super().__init__(location, auth_handler=_HandshakeOnly(), middleware={"auth": _AuthFactory(node)})
+        super().__init__(location, auth_handler=_HandshakeOnly(), middleware={"auth": _AuthFactory(node)}, **tls)
         self._node = node
         self._access = DataAccess(node)
-        self._advertised = settings.flight_advertised_uri or f"grpc://{settings.flight_host}:{self.port}"
+        self.advertised = settings.flight_advertised_uri or f"{scheme}://{settings.flight_host}:{self.port}"
         self._thread = threading.Thread(target=self.serve, name="dsnode-flight", daemon=True)
         self._thread.start()
 
@@ -158,22 +181,43 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
                 planned = self._access.plan(principal, command)
             except NodeError:
                 continue
-            infos.append(self._info(command, planned.schema))
+            infos.append(self._info(command, planned, principal, _bearer(context)))
         return iter(infos)
 
     @_guard
     def get_flight_info(self, context: fl.ServerCallContext, descriptor: fl.FlightDescriptor) -> fl.FlightInfo:
         if descriptor.descriptor_type != fl.DescriptorType.CMD:
             raise InvalidArgument("use FlightDescriptor.for_command with a JSON command", code="invalid_command")
-        planned = self._access.plan(_principal(context), descriptor.command)
-        return self._info(descriptor.command, planned.schema)
+        principal = _principal(context)
+        planned = self._access.plan(principal, descriptor.command)
+        return self._info(descriptor.command, planned, principal, _bearer(context))
 
-    def _info(self, command: bytes, schema: pa.Schema) -> fl.FlightInfo:
-        endpoint = fl.FlightEndpoint(command, [fl.Location(self._advertised)])
-        return fl.FlightInfo(schema, fl.FlightDescriptor.for_command(command), [endpoint], -1, -1)
+    def _info(self, command: bytes, planned: Planned, principal: Principal, bearer: str | None) -> fl.FlightInfo:
+        """One endpoint per node holding rows of the dataset: this one, then each partition's host with a grant
+        signed by this node (a licence capped to the first N rows covers the partitions in order)."""
+        endpoints = [fl.FlightEndpoint(command, [fl.Location(self.advertised)])]
+        parts = self._node.federation.partitions(planned.dataset.id) if isinstance(planned.command,
+                                                                                   RowsCommand) else []
+        left = None if planned.cap is None else planned.cap - planned.dataset.num_rows
+        rows = planned.command if isinstance(planned.command, RowsCommand) else None
+        for part, peer in parts:
+            if rows is None or bearer is None or (left is not None and left <= 0):
+                break
+            assert planned.policy is not None
+            grant = self._node.federation.grant(
+                part, license_id=rows.license, buyer=principal.id, holder=bearer,
+                columns=list(rows.columns) if rows.columns is not None else None,
+                where=[[f.column, f.op, f.value] for f in rows.where], limit=rows.limit,
+                policy=planned.policy.to_json(), rows=None if left is None else min(left, part.num_rows))
+            endpoints.append(fl.FlightEndpoint(grant, [fl.Location(peer.flight_url)]))
+            if left is not None:
+                left -= part.num_rows
+        return fl.FlightInfo(planned.schema, fl.FlightDescriptor.for_command(command), endpoints, -1, -1)
 
     @_guard
     def do_get(self, context: fl.ServerCallContext, ticket: fl.Ticket) -> fl.FlightDataStream:
+        if ticket.ticket.startswith(GRANT_PREFIX):
+            return self._hosted(context, ticket.ticket)
         principal = _principal(context)
         planned = self._access.plan(principal, ticket.ticket)
         query = hashlib.sha256(ticket.ticket).hexdigest()
@@ -223,12 +267,44 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
         finally:
             self._record_access(principal, command, query, sent, n_batches, outcome)
 
+    def _hosted(self, context: fl.ServerCallContext, ticket: bytes) -> fl.FlightDataStream:
+        """A partition hosted here for a peer: the peer's grant is the authorization, its licence checked with
+        the peer before the stream and again (at most every ``remote_license_ttl_seconds``) before each batch."""
+        federation = self._node.federation
+        grant = federation.open_grant(ticket, _bearer(context))
+        federation.require_live(grant.owner, grant.license)
+        schema, batches = self._access.hosted_rows(grant)
+        query = hashlib.sha256(ticket).hexdigest()
+
+        def stream() -> Iterator[pa.RecordBatch]:
+            sent = n_batches = 0
+            outcome = "cancelled"
+            try:
+                for batch in batches:
+                    if batch.num_rows == 0:
+                        continue
+                    federation.require_live(grant.owner, grant.license)
+                    sent += batch.num_rows
+                    n_batches += 1
+                    yield batch
+                outcome = "complete"
+            except Exception as exc:
+                outcome = exc.code if isinstance(exc, NodeError) else "error"
+                raise to_flight_error(exc) from None
+            finally:
+                self._record(grant.buyer, grant.license, grant.dataset, query, sent, n_batches, outcome)
+
+        return fl.GeneratorStream(schema, stream())
+
     def _record_access(self, principal: Principal, command: Command, query: str, rows: int, batches: int,
                        outcome: str) -> None:
+        self._record(principal.id, command.license, command.dataset, query, rows, batches, outcome)
+
+    def _record(self, actor: str, license_id: str, dataset: str, query: str, rows: int, batches: int,
+                outcome: str) -> None:
         try:
-            self._node.ledger.record("access", principal.id, command.license, {
-                "license": command.license, "dataset": command.dataset, "query": query, "rows": rows,
+            self._node.ledger.record("access", actor, license_id, {
+                "license": license_id, "dataset": dataset, "query": query, "rows": rows,
                 "batches": batches, "outcome": outcome})
         except Exception:  # the bytes have left already; never mask the stream's own outcome
-            log.exception("could not record access license=%s rows=%d outcome=%s", command.license, rows,
-                          outcome)
+            log.exception("could not record access license=%s rows=%d outcome=%s", license_id, rows, outcome)

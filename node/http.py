@@ -8,7 +8,10 @@ here are the only place node errors become HTTP responses.
 import json
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path as PathLike
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -22,10 +25,11 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger import Entry
-from node.errors import InvalidArgument, NodeError, NotFound, PayloadTooLarge, Unavailable
+from node.authz import Resource
+from node.errors import Conflict, InvalidArgument, NodeError, NotFound, PayloadTooLarge, Unavailable
 from node.identity import Principal
 from node.manifest import MODES, LicenseRequest, Manifest
-from node.models import ROLES
+from node.models import ROLES, Peer
 from node.service import dataset_json, license_json
 from node.storage import FileFormat
 from node.trading import QuoteRequest
@@ -45,6 +49,19 @@ class ParticipantIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: Literal["operator", "provider", "buyer", "exchange"]
     address: str | None = Field(default=None, description="EVM address for on-chain payouts (0x…, 20 bytes).")
+
+
+class PeerIn(BaseModel):
+    http_url: str = Field(min_length=8, max_length=500, description="The peer's HTTP base URL.")
+    public_key: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$",
+                                   description="Its Ed25519 key (hex), to pin it instead of trusting first use.")
+    follow: bool = True
+
+
+def _peer_json(peer: Peer) -> dict[str, Any]:
+    return {"name": peer.name, "http_url": peer.http_url, "flight_url": peer.flight_url,
+            "public_key": peer.public_key, "follow": peer.follow, "cursor": peer.cursor,
+            "synced_at": peer.synced_at.isoformat() if peer.synced_at else None}
 
 
 class LicenseIn(BaseModel):
@@ -112,8 +129,9 @@ def create_app(node: "Node") -> FastAPI:
 
     @app.get("/v1/node", tags=["node"])
     def node_info() -> dict[str, Any]:
-        return {"public_key": node.public_key, "ledger": {"origin": node.ledger.origin,
-                                                          "verifier_key": node.ledger.verifier.to_key()},
+        return {"name": settings.node_name, "public_key": node.public_key, "http_url": node.public_http_url,
+                "flight_url": node.public_flight_url,
+                "ledger": {"origin": node.ledger.origin, "verifier_key": node.ledger.verifier.to_key()},
                 "modes": list(MODES), "roles": list(ROLES)}
 
     # ---- participants -------------------------------------------------------------------------------------
@@ -134,9 +152,11 @@ def create_app(node: "Node") -> FastAPI:
         return {"id": caller.id, "name": caller.name, "role": caller.role}
 
     # ---- datasets -----------------------------------------------------------------------------------------
-    @app.post("/v1/datasets", status_code=201, tags=["datasets"])
-    async def publish_dataset(request: Request, caller: Caller) -> dict[str, Any]:
-        """Publish a dataset: multipart ``file`` (Parquet or CSV) and ``manifest`` (JSON). Stored as Parquet."""
+    @asynccontextmanager
+    async def receive_upload(request: Request, *fields: str) -> AsyncIterator[tuple[PathLike, FileFormat,
+                                                                                     dict[str, str]]]:
+        """A size-checked multipart upload: ``file`` streamed to a temporary file (removed afterwards) and the
+        text ``fields``; any malformed part is ``invalid_upload`` and leaves nothing behind."""
         limit = settings.max_upload_bytes
         length = request.headers.get("content-length")
         if length is None:
@@ -145,21 +165,16 @@ def create_app(node: "Node") -> FastAPI:
             raise InvalidArgument("bad Content-Length", code="invalid_argument")
         if int(length) > limit + _FORM_OVERHEAD:
             raise PayloadTooLarge(f"the upload is larger than the limit of {limit} bytes")
+        expected = "multipart/form-data with 'file' and " + ", ".join(f"'{f}'" for f in fields)
         try:
-            form = await request.form(max_files=1, max_fields=2)
+            form = await request.form(max_files=1, max_fields=len(fields))
         except Exception as exc:  # starlette raises several types for malformed multipart bodies
-            raise InvalidArgument("the body must be multipart/form-data with 'file' and 'manifest'",
-                                  code="invalid_upload") from exc
+            raise InvalidArgument(f"the body must be {expected}", code="invalid_upload") from exc
         tmp = node.store.temp_path(".upload")
         try:
-            upload, raw_manifest = form.get("file"), form.get("manifest")
-            if not isinstance(upload, UploadFile) or not isinstance(raw_manifest, str):
-                raise InvalidArgument("the body must be multipart/form-data with 'file' and 'manifest'",
-                                      code="invalid_upload")
-            try:
-                manifest = Manifest.from_json(json.loads(raw_manifest))
-            except ValueError as exc:
-                raise InvalidArgument("the manifest must be JSON", code="invalid_manifest") from exc
+            upload, values = form.get("file"), {f: form.get(f) for f in fields}
+            if not isinstance(upload, UploadFile) or not all(isinstance(v, str) for v in values.values()):
+                raise InvalidArgument(f"the body must be {expected}", code="invalid_upload")
             size, head = 0, b""
             with tmp.open("wb") as out:
                 while chunk := await upload.read(1 << 20):
@@ -169,12 +184,72 @@ def create_app(node: "Node") -> FastAPI:
                     if size > limit:
                         raise PayloadTooLarge(f"the upload is larger than the limit of {limit} bytes")
                     out.write(chunk)
-            fmt = _detect_format(upload.filename or "", head)
-            ds = await run_in_threadpool(service.publish_dataset, caller, tmp, fmt, manifest)
+            yield tmp, _detect_format(upload.filename or "", head), {k: str(v) for k, v in values.items()}
         finally:
             tmp.unlink(missing_ok=True)
             await form.close()
+
+    @app.post("/v1/datasets", status_code=201, tags=["datasets"])
+    async def publish_dataset(request: Request, caller: Caller) -> dict[str, Any]:
+        """Publish a dataset: multipart ``file`` (Parquet or CSV) and ``manifest`` (JSON). Stored as Parquet."""
+        async with receive_upload(request, "manifest") as (tmp, fmt, values):
+            try:
+                manifest = Manifest.from_json(json.loads(values["manifest"]))
+            except ValueError as exc:
+                raise InvalidArgument("the manifest must be JSON", code="invalid_manifest") from exc
+            ds = await run_in_threadpool(service.publish_dataset, caller, tmp, fmt, manifest)
         return dataset_json(ds)
+
+    # ---- the data space: peers, followed catalogs, partitions -------------------------------------------
+    federation = node.federation
+
+    @app.get("/v1/federation/catalog", tags=["federation"])
+    def federation_catalog(since: Annotated[int, Query(ge=0, le=_MAX_SEQ)] = 0) -> dict[str, Any]:
+        """This node's listed datasets changed since its ledger size ``since``, signed with the node key (public:
+        the same datasets are listed to every participant)."""
+        return federation.catalog(since)
+
+    @app.get("/v1/federation/licenses/{license_id}", tags=["federation"])
+    def federation_license(license_id: str, request: Request) -> dict[str, Any]:
+        """Whether a licence of this node is live, for a peer that hosts a partition (node-signed request)."""
+        federation.authenticate_peer("GET", request.url.path, request.headers)
+        return federation.license_status(license_id)
+
+    @app.post("/v1/peers", status_code=201, tags=["federation"])
+    def add_peer(body: PeerIn, caller: Caller) -> dict[str, Any]:
+        """Pin a peer node (operators): its name, key and Flight URL come from its ``/v1/node``."""
+        return _peer_json(federation.add_peer(caller, body.http_url, body.public_key, body.follow))
+
+    @app.get("/v1/peers", tags=["federation"])
+    def list_peers(caller: Caller) -> list[dict[str, Any]]:
+        node.authz.authorize(caller.id, "peer.manage", Resource.node())
+        return [_peer_json(p) for p in federation.peers()]
+
+    @app.post("/v1/peers/sync", tags=["federation"])
+    def sync_peers(caller: Caller) -> dict[str, int]:
+        """Pull the followed peers' catalogs now (a serving node also does it every federation_refresh_seconds)."""
+        node.authz.authorize(caller.id, "peer.manage", Resource.node())
+        return federation.sync()
+
+    @app.get("/v1/listings", tags=["federation"])
+    def listings(caller: Caller) -> list[dict[str, Any]]:
+        """Every dataset listed in the data space as far as this node follows it; buy at ``http_url``."""
+        return federation.listings(caller)
+
+    @app.post("/v1/partitions", status_code=201, tags=["federation"])
+    async def host_partition(request: Request, caller: Caller) -> dict[str, Any]:
+        """Host part of a peer's dataset: multipart ``file``, ``owner`` (the peer's name) and ``dataset``. Returns
+        the statement, signed by this node, that the owner attaches with ``POST /v1/datasets/{id}/partitions``."""
+        async with receive_upload(request, "owner", "dataset") as (tmp, fmt, values):
+            return await run_in_threadpool(federation.host_partition, caller, tmp, fmt, values["owner"],
+                                           values["dataset"])
+
+    @app.post("/v1/datasets/{dataset_id}/partitions", status_code=201, tags=["federation"])
+    def attach_partition(dataset_id: str, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """Attach a partition a peer hosts (the dataset's owner), with the host's signed statement."""
+        part = federation.attach_partition(caller, dataset_id, body)
+        return {"id": part.id, "dataset": part.dataset_id, "peer": part.peer, "rows": part.num_rows,
+                "sha256": part.sha256}
 
     @app.get("/v1/datasets", tags=["datasets"])
     def list_datasets(
@@ -201,7 +276,14 @@ def create_app(node: "Node") -> FastAPI:
         """A signed quote (Ed25519 over its RFC 8785 body, valid 15 minutes) listing every input and price
         component, so anyone can recompute it. Body: ``{"mode", "days", "columns"?, "rows"?, "epsilon"?,
         "purpose"?}``."""
-        ds = service.get_dataset(caller, dataset_id)
+        try:
+            ds = service.get_dataset(caller, dataset_id)
+        except NotFound:
+            foreign = node.federation.owner_of(dataset_id)
+            if foreign is None:
+                raise
+            raise Conflict(f"this dataset belongs to node {foreign['owner_node']}; ask it for a quote at "
+                           f"{foreign['http_url']}", code="foreign_dataset") from None
         signed = node.trading.quote(caller, ds, QuoteRequest.from_json(body))
         return signed | {"public_key": node.public_key}
 

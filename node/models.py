@@ -15,9 +15,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
-    "ApiToken", "Base", "CasbinRule", "ChainState", "Dataset", "LedgerCheckpoint", "LedgerEntry", "LedgerState",
-    "License", "Contribution", "Participant", "PrivacyBudget", "PrivacyCharge", "Quote", "ROLES", "Settlement",
-    "utcnow",
+    "ROLES", "ApiToken", "Base", "CasbinRule", "ChainState", "Contribution", "Dataset", "HostedPartition",
+    "LedgerCheckpoint", "LedgerEntry", "LedgerState", "License", "Listing", "Participant", "Partition", "Peer",
+    "PrivacyBudget", "PrivacyCharge", "Quote", "Settlement", "utcnow",
 ]
 
 ROLES = ("operator", "provider", "buyer", "exchange")
@@ -256,3 +256,59 @@ class ChainState(Base):
 
     name: Mapped[str] = mapped_column(String(80), primary_key=True)
     value: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Peer(Base):
+    """Another node of the data space: where it is, the key its catalogs and grants are signed with."""
+
+    __tablename__ = "peers"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    http_url: Mapped[str] = mapped_column(String(500))
+    flight_url: Mapped[str] = mapped_column(String(500))
+    public_key: Mapped[str] = mapped_column(String(64), doc="Ed25519 public key, hex")
+    follow: Mapped[bool] = mapped_column(Boolean, default=True, doc="pull its catalog into the listings")
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0, doc="its ledger size at the last catalog pull")
+    synced_at: Mapped[datetime | None] = mapped_column(default=None)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Listing(Base):
+    """A dataset listed by a followed peer, as its owner signed it."""
+
+    __tablename__ = "listings"
+
+    peer: Mapped[str] = mapped_column(ForeignKey("peers.name"), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Partition(Base):
+    """A part of one of this node's datasets that a peer hosts (the owner's side)."""
+
+    __tablename__ = "partitions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    peer: Mapped[str] = mapped_column(ForeignKey("peers.name"))
+    num_rows: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    statement: Mapped[dict[str, Any]] = mapped_column(JSON, doc="the host's signed statement")
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class HostedPartition(Base):
+    """A part of a peer's dataset stored and served here (the host's side)."""
+
+    __tablename__ = "hosted_partitions"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner_peer: Mapped[str] = mapped_column(ForeignKey("peers.name"))
+    dataset_id: Mapped[str] = mapped_column(String(40))
+    uploaded_by: Mapped[str] = mapped_column(ForeignKey("participants.id"))
+    location: Mapped[str] = mapped_column(String(500))
+    arrow_schema: Mapped[str] = mapped_column(Text)
+    num_rows: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -103,6 +103,34 @@ class Settings(BaseSettings):
     chain_pay_settlements: bool = Field(default=True, description="Pay settlements through RevenueSplitter when "
                                         "every payee has an address.")
     chain_wei_per_fen: int = Field(default=10**12, gt=0, description="Wei paid on chain per fen of a settlement.")
+    node_name: str = Field(default="dsnode", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$",
+                           description="This node's name in a data space (shown in federated listings).")
+    public_url: str | None = Field(
+        default=None, description="Base URL buyers and peer nodes reach the HTTP plane at; default "
+        "http(s)://http_host:<bound port>."
+    )
+    node_key_file: Path | None = Field(
+        default=None, description="The node's Ed25519 key (PKCS#8 PEM, mode 0600 or stricter); default "
+        "<home>/node_key.pem. Point it at a mounted secret to bring an existing key."
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate chain: with tls_key_file, HTTP serves HTTPS and Flight "
+        "grpc+tls."
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file.")
+    tls_ca_file: Path | None = Field(
+        default=None, description="PEM CA bundle this node trusts when it calls peer nodes over TLS; default "
+        "the system store."
+    )
+    federation_refresh_seconds: float = Field(
+        default=60.0, ge=0, description="How often a serving node pulls the catalogs it follows; 0 = only on "
+        "`dsnode peer sync`."
+    )
+    peer_timeout_seconds: float = Field(default=10.0, gt=0, description="Timeout of one call to a peer node.")
+    remote_license_ttl_seconds: float = Field(
+        default=1.0, ge=0, description="A partition host re-asks the owning node whether a licence is still "
+        "live at most this often while streaming (revocation reaches every endpoint within it)."
+    )
     log_level: str = "INFO"
 
     @field_validator("home", mode="after")
@@ -142,7 +170,12 @@ class Settings(BaseSettings):
 
     @property
     def key_path(self) -> Path:
-        return self.home / "node_key.pem"
+        return self.node_key_file or self.home / "node_key.pem"
+
+    @property
+    def tls(self) -> bool:
+        """Whether both planes serve TLS (a certificate and its key are configured)."""
+        return self.tls_cert_file is not None and self.tls_key_file is not None
 
     @property
     def data_dir(self) -> Path:

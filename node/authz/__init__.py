@@ -44,6 +44,7 @@ ACTIONS = (
     "license.grant",
     "license.read",
     "license.revoke",
+    "peer.manage",
 )
 
 Rule = tuple[str, ...]
