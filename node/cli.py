@@ -43,6 +43,13 @@ app.add_typer(license_app, name="license")
 app.add_typer(ledger_app, name="ledger")
 chain_app = typer.Typer(help="The chain the node anchors its ledger on.", no_args_is_help=True)
 app.add_typer(chain_app, name="chain")
+peer_app = typer.Typer(help="Other nodes of the data space: pin, list, pull their catalogs.", no_args_is_help=True)
+app.add_typer(peer_app, name="peer")
+partition_app = typer.Typer(help="Datasets split across nodes: host a part here, attach a part hosted elsewhere.",
+                            no_args_is_help=True)
+app.add_typer(partition_app, name="partition")
+space_app = typer.Typer(help="A local data space of several nodes on loopback.", no_args_is_help=True)
+app.add_typer(space_app, name="space")
 quote_app = typer.Typer(help="Ask for a signed quote, accept it.", no_args_is_help=True)
 app.add_typer(quote_app, name="quote")
 
@@ -129,10 +136,12 @@ def serve(
     def body() -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         with _node(home, http_port=http_port, flight_port=flight_port) as node:
-            hp, fp = node.start_http(), node.start_flight()
+            node.start_http()
+            node.start_flight()
             node.start_chain()
-            console.print(f"HTTP   http://{node.settings.http_host}:{hp}  (OpenAPI at /docs)")
-            console.print(f"Flight grpc://{node.settings.flight_host}:{fp}")
+            node.start_federation()
+            console.print(f"HTTP   {node.public_http_url}  (OpenAPI at /docs)")
+            console.print(f"Flight {node.public_flight_url}")
             stop = threading.Event()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: stop.set())
@@ -540,3 +549,144 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# ---- the data space --------------------------------------------------------------------------------------------
+@peer_app.command("add")
+def peer_add(
+    url: Annotated[str, typer.Argument(help="The peer's HTTP base URL (it must be serving).")],
+    token: Token, home: Home = None,
+    key: Annotated[str | None, typer.Option(help="Its Ed25519 public key (hex) to pin; default: what it "
+                                                 "announces at /v1/node.")] = None,
+    follow: Annotated[bool, typer.Option(help="Pull its catalog into this node's listings.")] = True,
+) -> None:
+    """Pin a peer node (operators)."""
+
+    def body() -> None:
+        with _node(home) as node:
+            peer = node.federation.add_peer(_me(node, token), url, key, follow)
+        console.print(f"peer [bold]{peer.name}[/] {peer.http_url} (Flight {peer.flight_url}) key {peer.public_key}")
+
+    _run(body)
+
+
+@peer_app.command("list")
+def peer_list(token: Token, home: Home = None) -> None:
+    def body() -> None:
+        with _node(home) as node:
+            from node.authz import Resource
+
+            node.authz.authorize(_me(node, token).id, "peer.manage", Resource.node())
+            table = Table("name", "http", "flight", "follow", "cursor", "synced")
+            for p in node.federation.peers():
+                table.add_row(p.name, p.http_url, p.flight_url, "yes" if p.follow else "no", str(p.cursor),
+                              p.synced_at.isoformat() if p.synced_at else "-")
+            console.print(table)
+
+    _run(body)
+
+
+@peer_app.command("sync")
+def peer_sync(token: Token, home: Home = None) -> None:
+    """Pull the followed peers' catalogs now."""
+
+    def body() -> None:
+        with _node(home) as node:
+            from node.authz import Resource
+
+            node.authz.authorize(_me(node, token).id, "peer.manage", Resource.node())
+            taken = node.federation.sync()
+        console.print_json(json.dumps(taken))
+
+    _run(body)
+
+
+@partition_app.command("host")
+def partition_host(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Parquet or CSV file.")],
+    owner: Annotated[str, typer.Option(help="The peer node that owns the dataset.")],
+    dataset: Annotated[str, typer.Option(help="The dataset's id on its owner.")],
+    token: Token, home: Home = None,
+    out: Annotated[Path | None, typer.Option(help="Save the signed statement here for the owner.")] = None,
+) -> None:
+    """Store part of a peer's dataset on this node; prints the statement its owner attaches."""
+
+    def body() -> None:
+        with file.open("rb") as fh:
+            fmt: FileFormat = "parquet" if fh.read(4) == b"PAR1" else "csv"
+        with _node(home) as node, console.status(f"storing {file.name}"):
+            statement = node.federation.host_partition(_me(node, token), file, fmt, owner, dataset)
+        _emit_json(statement, out)
+
+    _run(body)
+
+
+@partition_app.command("attach")
+def partition_attach(
+    dataset: str,
+    statement: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The host's signed statement.")],
+    token: Token, home: Home = None,
+) -> None:
+    """Attach a partition a peer hosts to one of your datasets."""
+
+    def body() -> None:
+        signed = json.loads(statement.read_text(encoding="utf-8"))
+        with _node(home) as node:
+            part = node.federation.attach_partition(_me(node, token), dataset, signed)
+        console.print(f"attached partition {part.id}: {part.num_rows:,} rows on {part.peer}")
+
+    _run(body)
+
+
+SpaceDir = Annotated[Path, typer.Option("--dir", help="The space's directory (homes, journal, space.json).")]
+
+
+@space_app.command("up")
+def space_up_command(
+    directory: SpaceDir,
+    nodes: Annotated[int, typer.Option(min=1, max=16, help="How many nodes.")] = 3,
+    postgres: Annotated[str | None, typer.Option(
+        help="libpq URL that may create databases (e.g. postgresql://postgres@127.0.0.1:5432/postgres): node 2 "
+        "then runs on PostgreSQL.")] = None,
+) -> None:
+    """Start N nodes on loopback (own homes and ports, one shared embedded chain), each pinning the others."""
+    from node.space import space_up
+
+    def body() -> None:
+        with console.status(f"starting {nodes} nodes"):
+            members = space_up(directory, nodes, postgres)
+        table = Table("node", "HTTP", "Flight", "database", "pid", title=f"data space in {directory}")
+        for m in members:
+            table.add_row(m.name, m.http_url, m.flight_url, "postgresql" if m.database_url else "sqlite",
+                          str(m.pid))
+        console.print(table)
+        console.print(f"operator tokens and homes: {directory / 'space.json'}; stop with: dsnode space down "
+                      f"--dir {directory}")
+
+    _run(body)
+
+
+@space_app.command("down")
+def space_down_command(directory: SpaceDir) -> None:
+    """Stop every node of the space (SIGTERM, SIGKILL after 20 s); `space up` starts them again."""
+    from node.space import space_down
+
+    def body() -> None:
+        stopped = space_down(directory)
+        console.print(f"stopped {stopped} node(s)")
+
+    _run(body)
+
+
+@space_app.command("status")
+def space_status_command(directory: SpaceDir) -> None:
+    from node.space import space_status
+
+    def body() -> None:
+        table = Table("node", "HTTP", "Flight", "database", "pid", "running", "healthy")
+        for n in space_status(directory):
+            table.add_row(n["name"], n["http_url"], n["flight_url"], n["database"], str(n["pid"]),
+                          str(n["running"]), str(n["healthy"]))
+        console.print(table)
+
+    _run(body)
