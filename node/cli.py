@@ -135,16 +135,16 @@ def serve(
 
     def body() -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # first: a stop during start-up is a clean stop too
+            signal.signal(sig, lambda *_: stop.set())
         with _node(home, http_port=http_port, flight_port=flight_port) as node:
+            node.start_flight()  # before HTTP: a node whose /healthz answers serves Flight too
             node.start_http()
-            node.start_flight()
             node.start_chain()
             node.start_federation()
             console.print(f"HTTP   {node.public_http_url}  (OpenAPI at /docs)")
             console.print(f"Flight {node.public_flight_url}")
-            stop = threading.Event()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, lambda *_: stop.set())
             stop.wait()
             console.print("stopping")
 
@@ -543,13 +543,6 @@ def ledger_check_receipt(
     _run(body)
 
 
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
-
 
 # ---- the data space --------------------------------------------------------------------------------------------
 @peer_app.command("add")
@@ -690,3 +683,11 @@ def space_status_command(directory: SpaceDir) -> None:
         console.print(table)
 
     _run(body)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

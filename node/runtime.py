@@ -65,6 +65,8 @@ def is_initialized(settings: Settings) -> bool:
     """Whether the node's database already holds a ledger (``dsnode init`` ran against it)."""
     if not settings.key_path.exists():
         return False
+    if settings.database_url is None and not (settings.home / "dsnode.db").exists():
+        return False  # SQLite in a home not created yet
     from sqlalchemy import inspect, text
 
     db = Database(settings.db_url, settings.sqlite_synchronous)

@@ -29,6 +29,8 @@ from node.settings import Settings
 __all__ = ["SpaceNode", "space_down", "space_status", "space_up"]
 
 SPACE_FILE = "space.json"
+# The nodes this process started: they outlive `space up`, and `space down` in the same process reaps them.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass
@@ -145,12 +147,13 @@ def _start(members: list[SpaceNode]) -> list[subprocess.Popen[bytes]]:
     try:
         for member in members:
             log = Path(member.home) / "serve.log"
-            env = {k: v for k, v in os.environ.items() if not k.startswith("DSNODE_")}
+            env = {k: v for k, v in os.environ.items() if not k.startswith("DSNODE_")} | {"PYTHONUNBUFFERED": "1"}
             with log.open("ab") as out:
                 proc = subprocess.Popen([sys.executable, "-m", "node.cli", "serve", "--home", member.home],  # noqa: S603
                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                         start_new_session=True)
             procs.append(proc)
+            _CHILDREN[proc.pid] = proc
             member.pid = proc.pid
         for member, proc in zip(members, procs, strict=True):
             _wait_healthy(member.http_url, proc, Path(member.home) / "serve.log")
@@ -223,5 +226,10 @@ def space_down(directory: Path, grace: float = 20.0) -> int:
 
 def _reap(pid: int) -> None:
     """Collect a child that exited (when this process started it), so it is not left a zombie that looks alive."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is not None:
+            del _CHILDREN[pid]
+        return
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
