@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -112,7 +113,8 @@ class Federation:
 
     def _client(self) -> httpx.Client:
         settings = self._node.settings
-        verify_tls: bool | str = str(settings.tls_ca_file) if settings.tls_ca_file else True
+        verify_tls: bool | ssl.SSLContext = ssl.create_default_context(cafile=str(settings.tls_ca_file)) \
+            if settings.tls_ca_file else True
         return httpx.Client(timeout=settings.peer_timeout_seconds, verify=verify_tls)
 
     def _signed_get(self, peer: Peer, path: str) -> httpx.Response:
