@@ -37,7 +37,7 @@ pytest: venv devchain
 
 test: lint pytest
 
-bench: venv
+bench: venv devchain
 	$(BIN)/python bench/bench_authz.py
 	$(BIN)/python bench/bench_flight_rows.py
 	$(BIN)/python bench/bench_flight_rows.py --scenario release
@@ -47,6 +47,8 @@ bench: venv
 	$(BIN)/python bench/bench_catalog.py
 	$(BIN)/python bench/bench_quality.py
 	$(BIN)/python bench/bench_shapley.py
+	$(BIN)/python bench/bench_chain.py
+	$(BIN)/python bench/bench_space.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
