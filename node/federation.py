@@ -12,7 +12,8 @@ node it comes from, over RFC 8785 JSON:
   dataset, rows, SHA-256, schema). The owner verifies it and attaches the partition.
 - **Grants.** ``get_flight_info`` on the owner returns one endpoint per node. A remote endpoint's ticket is a
   *grant* signed by the owner: licence, partition, the licensed release policy, the query, an expiry and the
-  SHA-256 of the buyer's bearer token. The host serves it only to the holder of that token. While streaming, the
+  SHA-256 of the buyer's bearer token. The host serves it to a caller presenting that token or none (the grant
+  is then a short-lived capability, so buyers need not hand their token to other nodes). While streaming, the
   host asks the owner whether the licence is still live (signed node-to-node request, at most every
   ``remote_license_ttl_seconds``), so a revocation on the owner stops every endpoint; an owner that cannot answer
   stops the stream too (fail closed).
@@ -347,8 +348,11 @@ class Federation:
         if int(body["expires"]) < time.time():
             raise PermissionDenied("the grant expired; ask the owning node for the flight again",
                                    code="grant_expired")
-        if bearer_sha256 is None or not _equal(bearer_sha256, str(body["holder"])):
-            raise Unauthenticated("present the bearer token the grant was issued to", code="unauthenticated")
+        if bearer_sha256 is not None and not _equal(bearer_sha256, str(body["holder"])):
+            # Sent without credentials, the grant is a capability (short-lived, re-checked with the owner); sent
+            # with a token, it must be the one it was issued to, so a grant lifted from another buyer fails.
+            raise Unauthenticated("present the bearer token the grant was issued to, or none",
+                                  code="unauthenticated")
         part = self.hosted(str(body["partition"]))
         if part.owner_peer != peer.name or part.dataset_id != body["dataset"]:
             raise PermissionDenied("the grant names a partition this node does not host for its owner",

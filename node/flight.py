@@ -80,8 +80,9 @@ class _HandshakeOnly(fl.ServerAuthHandler):  # type: ignore[misc]
 
 
 class _AuthMiddleware(fl.ServerMiddleware):  # type: ignore[misc]
-    """The caller: a participant of this node, or (``principal`` None) the holder of a bearer token this node does
-    not know, which only a grant signed by a peer that owns the data can authorize (``do_get`` on a partition)."""
+    """The caller: a participant of this node, or (``principal`` None) a caller without credentials here or with
+    a token this node does not know, whom only a grant signed by a peer that owns the data can authorize
+    (``do_get`` on a partition)."""
 
     def __init__(self, principal: Principal | None, echo_bearer: str | None, bearer_sha256: str | None) -> None:
         self.principal = principal
@@ -103,6 +104,8 @@ class _AuthFactory(fl.ServerMiddlewareFactory):  # type: ignore[misc]
     def start_call(self, info: fl.CallInfo, headers: dict[str, list[str]]) -> _AuthMiddleware:
         values = headers.get("authorization") or headers.get("Authorization") or []
         if not values:
+            if info.method == fl.FlightMethod.DO_GET:
+                return _AuthMiddleware(None, None, None)  # only a peer's grant, a capability, can succeed
             raise Unauthenticated("missing or invalid credentials")
         scheme, _, credential = values[0].strip().partition(" ")
         if scheme.lower() == "bearer":
