@@ -432,11 +432,15 @@ class ChainLink:
         self._worker = threading.Thread(target=run, name="dsnode-chain", daemon=True)
         self._worker.start()
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop the background worker (after its current round); the link stays usable."""
         self._stop.set()
         if self._worker is not None:
             self._worker.join(30)
             self._worker = None
+
+    def close(self) -> None:
+        self.stop()
         with self._lock:
             if self._chain is not None:
                 self._chain.close()

@@ -218,6 +218,11 @@ def space_down(directory: Path, grace: float = 20.0) -> int:
         if _alive(m.pid):
             os.kill(m.pid, signal.SIGKILL)
         _reap(m.pid)
+    for m in members:  # children of this process: collect them (Popen copes if they were reaped already)
+        child = _CHILDREN.pop(m.pid, None) if m.pid is not None else None
+        if child is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(5)
     for m in members:
         m.pid = None
     _write(directory.resolve(), members)  # `space up` starts the same nodes again
