@@ -136,13 +136,18 @@ def serve(
     def body() -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
         stop = threading.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):  # first: a stop during start-up is a clean stop too
-            signal.signal(sig, lambda *_: stop.set())
+
+        def on_signals() -> None:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+
+        on_signals()  # a stop during start-up is a clean stop too
         with _node(home, http_port=http_port, flight_port=flight_port) as node:
             node.start_flight()  # before HTTP: a node whose /healthz answers serves Flight too
             node.start_http()
             node.start_chain()
             node.start_federation()
+            on_signals()  # again: the Flight server installs its own handlers, which would swallow SIGTERM
             console.print(f"HTTP   {node.public_http_url}  (OpenAPI at /docs)")
             console.print(f"Flight {node.public_flight_url}")
             stop.wait()
@@ -665,8 +670,9 @@ def space_down_command(directory: SpaceDir) -> None:
     from node.space import space_down
 
     def body() -> None:
-        stopped = space_down(directory)
-        console.print(f"stopped {stopped} node(s)")
+        stopped, killed = space_down(directory)
+        console.print(f"stopped {stopped} node(s)" + (f", {killed} killed after not stopping within 20 s" if killed
+                                                      else ", all cleanly"))
 
     _run(body)
 

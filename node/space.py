@@ -202,14 +202,16 @@ def space_status(directory: Path) -> list[dict[str, Any]]:
     return out
 
 
-def space_down(directory: Path, grace: float = 20.0) -> int:
-    """Stop every node (SIGTERM, then SIGKILL after ``grace`` seconds); returns how many were running."""
+def space_down(directory: Path, grace: float = 20.0) -> tuple[int, int]:
+    """Stop every node (SIGTERM, then SIGKILL after ``grace`` seconds); returns how many were running and how
+    many of those had to be killed."""
     members = load_space(directory)
     running = [m for m in members if _alive(m.pid)]
     for m in running:
         assert m.pid is not None
         os.kill(m.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
+    killed = 0
     for m in running:
         assert m.pid is not None
         while _alive(m.pid) and time.monotonic() < deadline:
@@ -217,6 +219,7 @@ def space_down(directory: Path, grace: float = 20.0) -> int:
             time.sleep(0.05)
         if _alive(m.pid):
             os.kill(m.pid, signal.SIGKILL)
+            killed += 1
         _reap(m.pid)
     for m in members:  # children of this process: collect them (Popen copes if they were reaped already)
         child = _CHILDREN.pop(m.pid, None) if m.pid is not None else None
@@ -226,7 +229,7 @@ def space_down(directory: Path, grace: float = 20.0) -> int:
     for m in members:
         m.pid = None
     _write(directory.resolve(), members)  # `space up` starts the same nodes again
-    return len(running)
+    return len(running), killed
 
 
 def _reap(pid: int) -> None:

@@ -69,7 +69,8 @@ def _stop(directory: Path, members: list[SpaceNode]) -> None:
     for client in [c for c in _OPEN if c.node.home in homes]:
         client.http.close()
         _OPEN.remove(client)
-    space_down(directory)
+    running, killed = space_down(directory)
+    assert killed == 0, "a node did not stop on SIGTERM within the grace period"
     for m in members:
         if m.database_url:
             with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
@@ -357,7 +358,7 @@ def test_the_space_cli_starts_reports_and_stops(tmp_path: Path) -> None:
     status = dsnode("space", "status", "--dir", str(directory)).stdout
     assert status.count("True") == 4  # both running and healthy
     down = dsnode("space", "down", "--dir", str(directory))
-    assert "stopped 2 node(s)" in down.stdout
+    assert "stopped 2 node(s), all cleanly" in down.stdout  # `dsnode serve` stops on SIGTERM
     for m in members:
         with pytest.raises(httpx.HTTPError):
             httpx.get(f"{m.http_url}/healthz", timeout=2)
