@@ -161,8 +161,10 @@ class Settings(BaseSettings):
 
     def check_secrets(self) -> None:
         """Refuse to run in prod with the shipped placeholder secrets."""
-        if self.environment == "prod" and "change-me" in self.token_pepper.get_secret_value():
-            raise ValueError("DSNODE_TOKEN_PEPPER still has its placeholder value; set a random secret for prod")
+        pepper = self.token_pepper.get_secret_value()
+        if self.environment == "prod" and ("change-me" in pepper or len(pepper) < 16):
+            raise ValueError("DSNODE_TOKEN_PEPPER is a placeholder or shorter than 16 characters; set a random "
+                             "secret for prod (openssl rand -hex 32)")
 
     @property
     def db_url(self) -> str:

@@ -123,6 +123,9 @@ def test_settings_precedence_flags_over_env_over_file(tmp_path: Path, monkeypatc
 def test_prod_refuses_placeholder_secrets(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="DSNODE_TOKEN_PEPPER"):
         Settings.load(home=tmp_path, environment="prod")
+    for weak in ("", "short"):  # an empty or short pepper is no secret either
+        with pytest.raises(ValueError, match="DSNODE_TOKEN_PEPPER"):
+            Settings.load(home=tmp_path, environment="prod", token_pepper=weak)
     assert Settings.load(home=tmp_path, environment="prod", token_pepper="s" * 32).environment == "prod"
 
 
