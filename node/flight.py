@@ -242,33 +242,15 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
         self, principal: Principal, command: RowsCommand, query: str, batches: Iterator[pa.RecordBatch],
         plan: ScanPlan,
     ) -> Iterator[pa.RecordBatch]:
-        """Yield batches, re-checking the licence before each one so a revocation stops the stream. However the
-        stream ends, an ``access`` entry records what left: rows, batches and the outcome."""
+        """The plan's batches up to its limit, the licence re-checked before each one."""
         authz = self._node.authz
-        remaining = plan.limit
-        sent = n_batches = 0
-        outcome = "cancelled"  # if the client goes away, the generator is closed without another exception
-        try:
-            for batch in batches:
-                if remaining is not None:
-                    if remaining <= 0:
-                        break
-                    if batch.num_rows > remaining:
-                        batch = batch.slice(0, remaining)
-                    remaining -= batch.num_rows
-                if batch.num_rows == 0:
-                    continue
-                authz.refresh_license(command.license)
-                authz.authorize(principal.id, "dataset.query", Resource.license(command.license))
-                sent += batch.num_rows
-                n_batches += 1
-                yield batch
-            outcome = "complete"
-        except Exception as exc:
-            outcome = exc.code if isinstance(exc, NodeError) else "error"
-            raise to_flight_error(exc) from None
-        finally:
-            self._record_access(principal, command, query, sent, n_batches, outcome)
+
+        def check() -> None:
+            authz.refresh_license(command.license)
+            authz.authorize(principal.id, "dataset.query", Resource.license(command.license))
+
+        return self._metered(_limited(batches, plan.limit), check, principal.id, command.license, command.dataset,
+                             query)
 
     def _hosted(self, context: fl.ServerCallContext, ticket: bytes) -> fl.FlightDataStream:
         """A partition hosted here for a peer: the peer's grant is the authorization, its licence checked with
@@ -277,27 +259,30 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
         grant = federation.open_grant(ticket, _bearer(context))
         federation.require_live(grant.owner, grant.license)
         schema, batches = self._access.hosted_rows(grant)
-        query = hashlib.sha256(ticket).hexdigest()
+        stream = self._metered(batches, lambda: federation.require_live(grant.owner, grant.license), grant.buyer,
+                               grant.license, grant.dataset, hashlib.sha256(ticket).hexdigest())
+        return fl.GeneratorStream(schema, stream)
 
-        def stream() -> Iterator[pa.RecordBatch]:
-            sent = n_batches = 0
-            outcome = "cancelled"
-            try:
-                for batch in batches:
-                    if batch.num_rows == 0:
-                        continue
-                    federation.require_live(grant.owner, grant.license)
-                    sent += batch.num_rows
-                    n_batches += 1
-                    yield batch
-                outcome = "complete"
-            except Exception as exc:
-                outcome = exc.code if isinstance(exc, NodeError) else "error"
-                raise to_flight_error(exc) from None
-            finally:
-                self._record(grant.buyer, grant.license, grant.dataset, query, sent, n_batches, outcome)
-
-        return fl.GeneratorStream(schema, stream())
+    def _metered(self, batches: Iterator[pa.RecordBatch], check: Callable[[], None], actor: str, license_id: str,
+                 dataset: str, query: str) -> Iterator[pa.RecordBatch]:
+        """Yield the non-empty batches, calling ``check`` before each one so a revocation stops the stream. However
+        the stream ends, an ``access`` entry records what left: rows, batches and the outcome."""
+        sent = n_batches = 0
+        outcome = "cancelled"  # if the client goes away, the generator is closed without another exception
+        try:
+            for batch in batches:
+                if batch.num_rows == 0:
+                    continue
+                check()
+                sent += batch.num_rows
+                n_batches += 1
+                yield batch
+            outcome = "complete"
+        except Exception as exc:
+            outcome = exc.code if isinstance(exc, NodeError) else "error"
+            raise to_flight_error(exc) from None
+        finally:
+            self._record(actor, license_id, dataset, query, sent, n_batches, outcome)
 
     def _record_access(self, principal: Principal, command: Command, query: str, rows: int, batches: int,
                        outcome: str) -> None:
@@ -311,3 +296,18 @@ class FlightServer(fl.FlightServerBase):  # type: ignore[misc]
                 "batches": batches, "outcome": outcome})
         except Exception:  # the bytes have left already; never mask the stream's own outcome
             log.exception("could not record access license=%s rows=%d outcome=%s", license_id, rows, outcome)
+
+
+def _limited(batches: Iterator[pa.RecordBatch], limit: int | None) -> Iterator[pa.RecordBatch]:
+    """At most ``limit`` rows of ``batches`` (all of them for ``None``)."""
+    if limit is None:
+        yield from batches
+        return
+    remaining = limit
+    for batch in batches:
+        if remaining <= 0:
+            return
+        if batch.num_rows > remaining:
+            batch = batch.slice(0, remaining)
+        remaining -= batch.num_rows
+        yield batch
