@@ -22,7 +22,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -230,6 +230,13 @@ class ChainLink:
         digest = hmac.new(self._buyer_key, participant_id.encode(), hashlib.sha256).digest()
         return Web3.to_checksum_address(digest[:20])
 
+    def addresses(self, participants: Iterable[str]) -> dict[str, str]:
+        """The EVM addresses of those participants that gave one."""
+        with self._db.reader() as session:
+            rows = session.execute(select(Participant.id, Participant.address)
+                                   .where(Participant.id.in_(list(participants)))).all()
+        return {who: str(address) for who, address in rows if address}
+
     def _pending(self, start: int, limit: int) -> tuple[list[tuple[int, bytes, bytes]], int]:
         """Up to ``limit`` entries to mirror from ``start`` on, and the log size they were read at: entries below
         it that are not returned need no mirroring, so the cursor may skip to it (each tick then reads only what
@@ -289,10 +296,8 @@ class ChainLink:
         wei = int(p["price_fen"]) * self._settings.chain_wei_per_fen
         if not payouts or wei <= 0:
             return 0
-        with self._db.reader() as session:
-            addresses = dict(session.execute(select(Participant.id, Participant.address)
-                                             .where(Participant.id.in_(list(payouts)))).all())
-        missing = sorted(who for who in payouts if not addresses.get(who))
+        addresses = self.addresses(payouts)
+        missing = sorted(who for who in payouts if who not in addresses)
         reason = (f"payees without an address: {', '.join(missing)}" if missing else
                   f"more than {RevenueSplitter.MAX_PAYEES} payees" if len(payouts) > RevenueSplitter.MAX_PAYEES
                   else None)
@@ -358,15 +363,9 @@ class ChainLink:
 
     def _entries_of(self, kind: str) -> Iterator[tuple[int, Entry]]:
         start = 0
-        while True:
-            with self._db.reader() as session:
-                rows = session.execute(select(LedgerEntry.seq, LedgerEntry.body).where(
-                    LedgerEntry.seq >= start, LedgerEntry.kind == kind).order_by(LedgerEntry.seq).limit(1000)).all()
-            for seq, body in rows:
-                yield int(seq), Entry.from_body(bytes(body))
-            if len(rows) < 1000:
-                return
-            start = int(rows[-1][0]) + 1
+        while batch := self._ledger.page(start, 1000, kind=kind):
+            yield from ((e.seq, e) for e in batch)
+            start = batch[-1].seq + 1
 
     def _check_licences(self, dep: Deployment) -> int:
         """Every licence mirrored so far (before the cursor) is on chain with the ledger's dataset, buyer and

@@ -92,7 +92,7 @@ def _chain_step(node: Node, sale: dict[str, Any], names: dict[str, str],
     dep = link.deployment()
     status = link.status()
     paid = ", ".join(f"{names[who]} {dep.splitter.owed(addr) / 10**18:.6f} ETH" for who, addr in
-                     _payee_addresses(node, sale["payouts"]).items())
+                     link.addresses(sale["payouts"]).items())
     where = "embedded EVM, journal " + str(node.settings.journal_path) if node.settings.chain == "embedded" else \
         str(node.settings.chain_rpc_url)
     console.print(f"[bold]11. chain[/] {where} (chain id {dep.chain_id}); contracts "
@@ -108,17 +108,6 @@ def _chain_step(node: Node, sale: dict[str, Any], names: dict[str, str],
                   f" Check it again from a new process: dsnode ledger verify --chain --home {node.settings.home}")
     return {"anchored_size": anchored.size if anchored else status["latest_anchor"]["size"],
             "anchors": checked.anchors, "licences_mirrored": checked.licences}
-
-
-def _payee_addresses(node: Node, payouts: dict[str, int]) -> dict[str, str]:
-    from sqlalchemy import select
-
-    from node.models import Participant
-
-    with node.db.reader() as session:
-        rows = session.execute(select(Participant.id, Participant.address)
-                               .where(Participant.id.in_(list(payouts)))).all()
-    return {who: str(addr) for who, addr in rows if addr}
 
 
 def run_demo(home: Path | None, rows: int, console: Console) -> dict[str, Any]:

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
+import logging
 import ssl
 import threading
 import time
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
     from node.runtime import Node
 
 __all__ = ["Federation", "Grant", "GRANT_PREFIX", "sign", "verify"]
+
+log = logging.getLogger("dsnode.federation")
 
 GRANT_PREFIX = b"dsnode-grant/1:"
 GRANT_SECONDS = 600  # a remote endpoint's ticket is valid this long after get_flight_info
@@ -248,7 +252,7 @@ class Federation:
 
     def listings(self, actor: Principal) -> list[dict[str, Any]]:
         """Every dataset listed in this data space as far as this node follows it: its own, then the peers'."""
-        own = [d for d in self.catalog(0)["catalog"]["datasets"]]
+        own: list[dict[str, Any]] = self.catalog(0)["catalog"]["datasets"]
         with self._node.db.reader() as session:
             followed = [row.document for row in session.scalars(select(Listing).order_by(Listing.peer,
                                                                                          Listing.dataset_id))]
@@ -410,9 +414,7 @@ class Federation:
                 try:
                     self.sync()
                 except Exception as exc:  # one unreachable peer must not stop following the others
-                    import logging
-
-                    logging.getLogger("dsnode.federation").warning("catalog sync: %s", exc)
+                    log.warning("catalog sync: %s", exc)
 
         self._worker = threading.Thread(target=run, name="dsnode-federation", daemon=True)
         self._worker.start()
@@ -430,6 +432,4 @@ def _schema_digest(schema: pa.Schema) -> str:
 
 
 def _equal(a: str, b: str) -> bool:
-    import hmac
-
     return hmac.compare_digest(a.encode(), b.encode())
