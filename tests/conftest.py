@@ -24,7 +24,9 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import text
 
+from ledger import CompactRange
 from node.runtime import Node, init_home
 from node.sample import personal_records
 from node.settings import Settings
@@ -191,6 +193,25 @@ def sqlite_harness(tmp_path: Path) -> Iterator[Harness]:
         yield h
     finally:
         h.close()
+
+
+def rewrite_history(node: Node, keep: int, regrow: int = 0) -> None:
+    """An insider with the database and the node key: cut history at ``keep`` entries, make the store
+    self-consistent again (state row, signed heads), then append ``regrow`` different entries with the node key."""
+    with node.db.reader() as session:
+        hashes = [bytes(r[0]) for r in session.execute(
+            text("SELECT entry_hash FROM ledger_entries WHERE seq < :k ORDER BY seq"), {"k": keep})]
+    tree = CompactRange()
+    for leaf in hashes:
+        tree.append(leaf)
+    with node.db.transaction() as session:
+        session.execute(text("DELETE FROM ledger_entries WHERE seq >= :k"), {"k": keep})
+        session.execute(text("DELETE FROM ledger_checkpoints WHERE size > :k"), {"k": keep})
+        session.execute(text("UPDATE ledger_state SET size = :s, frontier = :f, last_hash = :l WHERE id = 1"),
+                        {"s": keep, "f": tree.to_bytes(), "l": hashes[-1]})
+    for i in range(regrow):
+        node.ledger.record("participant.created", "node", f"p_fake{i}",
+                           {"participant": f"p_fake{i}", "name": f"fake {i}", "role": "buyer"})
 
 
 def open_privacy(table: pa.Table) -> dict[str, Any]:

@@ -28,10 +28,11 @@ from sqlalchemy import text
 
 from contracts.chain import ChainError, ChainReverted, EmbeddedChain, RpcChain
 from contracts.wrappers import LedgerAnchor, LicenseRegistry, RevenueSplitter
-from ledger import CompactRange, LedgerTampered
+from ledger import LedgerTampered
 from node.anchoring import ANCHOR_KIND, ChainLink, dataset_key
 from node.runtime import Node
-from tests.conftest import Clock, Harness, Party, open_privacy, start_node
+from node.settings import Settings
+from tests.conftest import Clock, Harness, Party, open_privacy, rewrite_history, start_node
 from tests.test_cli import dsnode
 from tests.test_trading import DOCUMENTED, _accept, _quote
 
@@ -174,28 +175,6 @@ def test_anchoring_records_the_transaction_and_verify_chain_passes(harness: Harn
         "contract"]
 
 
-def _rewrite_from(h: Harness, keep: int) -> None:
-    """An insider with the database and the node key cuts history at ``keep`` entries and makes the store
-    self-consistent again (state row, signed heads), ready to grow a different future."""
-    with h.node.db.reader() as session:
-        hashes = [bytes(r[0]) for r in session.execute(
-            text("SELECT entry_hash FROM ledger_entries WHERE seq < :k ORDER BY seq"), {"k": keep})]
-    tree = CompactRange()
-    for leaf in hashes:
-        tree.append(leaf)
-    with h.node.db.transaction() as session:
-        session.execute(text("DELETE FROM ledger_entries WHERE seq >= :k"), {"k": keep})
-        session.execute(text("DELETE FROM ledger_checkpoints WHERE size > :k"), {"k": keep})
-        session.execute(text("UPDATE ledger_state SET size = :s, frontier = :f, last_hash = :l WHERE id = 1"),
-                        {"s": keep, "f": tree.to_bytes(), "l": hashes[-1]})
-
-
-def _regrow(h: Harness, n: int) -> None:
-    for i in range(n):
-        h.node.ledger.record("participant.created", "node", f"p_fake{i}",
-                             {"participant": f"p_fake{i}", "name": f"fake {i}", "role": "buyer"})
-
-
 def test_a_history_rewritten_after_anchoring_fails_verify_chain(harness: Harness, people: pa.Table) -> None:
     h = harness
     _, _, _, lic = _busy(h, people)
@@ -204,8 +183,8 @@ def test_a_history_rewritten_after_anchoring_fails_verify_chain(harness: Harness
     assert anchored is not None
     granted = h.node.ledger.find(lic["id"], "license.granted")
     assert granted is not None
-    _rewrite_from(h, granted)  # erase the grant and what followed …
-    _regrow(h, anchored.size)  # … grow a longer, different history, signed with the node's own key
+    # Erase the grant and what followed, and grow a longer, different history signed with the node's own key.
+    rewrite_history(h.node, granted, regrow=anchored.size)
     h.node.ledger.checkpoint()
     h.node.ledger.audit()  # self-consistent: a local audit cannot tell
 
@@ -226,7 +205,7 @@ def test_a_log_truncated_below_an_anchor_fails_verify_chain(harness: Harness, pe
     link = _link(h)
     anchored = link.anchor()
     assert anchored is not None
-    _rewrite_from(h, anchored.size - 2)
+    rewrite_history(h.node, anchored.size - 2)
     anchors = link.anchors()
     with pytest.raises(LedgerTampered, match="history was truncated"):
         h.node.ledger.audit(anchored={a.size: a.root for a in anchors})
@@ -408,38 +387,17 @@ def test_verify_chain_in_a_new_process_sees_the_demo_anchors_and_catches_a_rewri
     again = dsnode("ledger", "anchor", env=env).stdout
     assert "already anchored" in again
     with sqlite3.connect(home / "dsnode.db") as db:
-        db.execute("INSERT INTO chain_state (name, value) VALUES ('probe', '{}')")  # a write, to compare with
         size = db.execute("SELECT size FROM ledger_state").fetchone()[0]
 
     # An insider with the node key rewrites the last entries and re-signs: plain verify passes, --chain fails.
-    settings_node = Node.open(_settings(home))
+    node = Node.open(Settings.load(home=home))
     try:
-        keep = size - 3
-        with settings_node.db.reader() as session:
-            hashes = [bytes(r[0]) for r in session.execute(
-                text("SELECT entry_hash FROM ledger_entries WHERE seq < :k ORDER BY seq"), {"k": keep})]
-        tree = CompactRange()
-        for leaf in hashes:
-            tree.append(leaf)
-        with settings_node.db.transaction() as session:
-            session.execute(text("DELETE FROM ledger_entries WHERE seq >= :k"), {"k": keep})
-            session.execute(text("DELETE FROM ledger_checkpoints WHERE size > :k"), {"k": keep})
-            session.execute(text("UPDATE ledger_state SET size = :s, frontier = :f, last_hash = :l WHERE id = 1"),
-                            {"s": keep, "f": tree.to_bytes(), "l": hashes[-1]})
-        for i in range(6):
-            settings_node.ledger.record("participant.created", "node", f"p_fake{i}",
-                                        {"participant": f"p_fake{i}", "name": f"fake {i}", "role": "buyer"})
+        rewrite_history(node, size - 3, regrow=6)
     finally:
-        settings_node.close()
+        node.close()
     assert "ledger intact" in dsnode("ledger", "verify", env=env).stdout
     bad = dsnode("ledger", "verify", "--chain", env=env, check=False)
     assert bad.returncode == 3 and re.search(r"checkpoint at size \d+: the root anchored on chain", bad.stderr)
-
-
-def _settings(home: Path) -> Any:
-    from node.settings import Settings
-
-    return Settings.load(home=home)
 
 
 def test_two_processes_anchor_one_home_without_conflict(tmp_path: Path) -> None:
@@ -551,8 +509,7 @@ def test_a_node_on_json_rpc_anchors_mirrors_and_exposes_a_rewrite(tmp_path: Path
         assert (checked.anchors, checked.records, checked.licences) == (1, 1, 1)
         granted = h.node.ledger.find(lic["id"], "license.granted")
         assert granted is not None
-        _rewrite_from(h, granted)
-        _regrow(h, anchored.size)
+        rewrite_history(h.node, granted, regrow=anchored.size)
         with pytest.raises(LedgerTampered, match="history was rewritten after it was anchored"):
             _verify(h)
     finally:

@@ -23,7 +23,6 @@ from sqlalchemy import text
 
 from ledger import (
     Checkpoint,
-    CompactRange,
     Entry,
     LedgerTampered,
     NoteSigner,
@@ -37,7 +36,7 @@ from ledger import (
     verify_receipt,
 )
 from node.manifest import LicenseRequest
-from tests.conftest import Harness, start_node
+from tests.conftest import Harness, rewrite_history, start_node
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -343,21 +342,6 @@ def test_a_tampered_state_row_is_caught_before_it_forks_the_log(recorded: tuple[
     assert str(exc).startswith("tree state:")
 
 
-def _rewrite_from(h: Harness, keep: int) -> None:
-    """An insider with the database and the node key: cut history at ``keep`` entries and make the store
-    self-consistent again (state row, checkpoints), ready to grow a different future."""
-    with h.node.db.reader() as session:
-        hashes = [bytes(r[0]) for r in session.execute(
-            text("SELECT entry_hash FROM ledger_entries WHERE seq < :k ORDER BY seq"), {"k": keep})]
-    tree = CompactRange()
-    for leaf in hashes:
-        tree.append(leaf)
-    _sql(h, "DELETE FROM ledger_entries WHERE seq >= :k", k=keep)
-    _sql(h, "DELETE FROM ledger_checkpoints WHERE size > :k", k=keep)
-    _sql(h, "UPDATE ledger_state SET size = :s, frontier = :f, last_hash = :l WHERE id = 1",
-         s=keep, f=tree.to_bytes(), l=hashes[-1])
-
-
 def test_truncated_and_regrown_history_fails_against_an_earlier_head(
         recorded: tuple[Harness, dict[str, Any]], tmp_path: Path) -> None:
     h, act = recorded
@@ -373,10 +357,8 @@ def test_truncated_and_regrown_history_fails_against_an_earlier_head(
 
     granted = h.node.ledger.find(act["license"]["id"], "license.granted")
     assert granted is not None
-    _rewrite_from(h, granted)  # erase the grant and everything after it …
-    for i in range(8):   # … and grow a different history, signed with the node's own key
-        h.node.ledger.record("participant.created", "node", f"p_fake{i}",
-                             {"participant": f"p_fake{i}", "name": f"fake {i}", "role": "buyer"})
+    # Erase the grant and everything after it, and grow a different history, signed with the node's own key.
+    rewrite_history(h.node, granted, regrow=8)
     h.node.ledger.audit()  # the rewritten store is self-consistent: only an earlier head can expose it
 
     resp = h.http.get("/v1/ledger/consistency", params={"first": old.size}).json()
