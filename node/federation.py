@@ -40,6 +40,7 @@ import pyarrow as pa
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from ledger import canonical_json
 from node.authz import Resource
@@ -199,17 +200,23 @@ class Federation:
         with self._node.db.reader() as session:
             size = int(session.scalar(select(LedgerState.size)) or 0)
             since = max(0, min(since, size))
-            changed = set(session.scalars(select(LedgerEntry.subject).where(
+            changed = None if since == 0 else set(session.scalars(select(LedgerEntry.subject).where(
                 LedgerEntry.seq >= since, LedgerEntry.seq < size, LedgerEntry.kind.in_(_CATALOG_KINDS))))
-            rows = list(session.scalars(select(Dataset).where(Dataset.id.in_(changed), Dataset.listed.is_(True))
-                                        .order_by(Dataset.id)))
-            parts: dict[str, list[Partition]] = {}
-            for p in session.scalars(select(Partition).where(Partition.dataset_id.in_(changed))
-                                     .order_by(Partition.added_at)):
-                parts.setdefault(p.dataset_id, []).append(p)
+            documents = self._documents(session, changed)
         body = {"v": 1, "node": self.name, "public_key": self._node.public_key, "from": since, "to": size,
-                "datasets": [self._document(ds, parts.get(ds.id, [])) for ds in rows]}
+                "datasets": documents}
         return {"catalog": body, "signature": sign(self._node.key, body)}
+
+    def _documents(self, session: Session, ids: set[str] | None) -> list[dict[str, Any]]:
+        """The listings of this node's listed datasets (of those in ``ids``, or all)."""
+        query = select(Dataset).where(Dataset.listed.is_(True))
+        parts_query = select(Partition)
+        if ids is not None:
+            query, parts_query = query.where(Dataset.id.in_(ids)), parts_query.where(Partition.dataset_id.in_(ids))
+        parts: dict[str, list[Partition]] = {}
+        for p in session.scalars(parts_query.order_by(Partition.added_at)):
+            parts.setdefault(p.dataset_id, []).append(p)
+        return [self._document(ds, parts.get(ds.id, [])) for ds in session.scalars(query.order_by(Dataset.id))]
 
     def sync(self, name: str | None = None) -> dict[str, int]:
         """Pull the catalogs of the followed peers (or of ``name``); returns the documents taken per peer."""
@@ -252,8 +259,8 @@ class Federation:
 
     def listings(self, actor: Principal) -> list[dict[str, Any]]:
         """Every dataset listed in this data space as far as this node follows it: its own, then the peers'."""
-        own: list[dict[str, Any]] = self.catalog(0)["catalog"]["datasets"]
         with self._node.db.reader() as session:
+            own = self._documents(session, None)
             followed = [row.document for row in session.scalars(select(Listing).order_by(Listing.peer,
                                                                                          Listing.dataset_id))]
         return own + followed
